@@ -1,0 +1,93 @@
+"""The contract every counterfactual explainer keeps, and the registry that builds them by config name.
+
+An explainer gets a differentiable classifier (inputs → logits, in model-input space), a batch of inputs,
+one target class per input and the dataset's :class:`Constraints`, and returns counterfactuals for the
+whole batch at once: (N, *shape), or (N, k, *shape) for explainers that return k diverse counterfactuals
+per input. Explainers that need a generative model (a VAE, an autoencoder) or statistics of the training
+data build them in ``fit``, which the counterfactual suite calls once per run before ``explain``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from trustbench.methods.base import TrustModule
+from trustbench.methods.counterfactual.constraints import Constraints
+
+Classifier = Callable[[Tensor], Tensor]
+"""Maps a batch of model inputs to logits, differentiably (gradient explainers backpropagate through it)."""
+
+
+@dataclass(frozen=True)
+class ExplanationData:
+    """What an explainer may learn from before explaining: the training split and the fitted model.
+
+    `x_train`/`y_train` are normalised as the model sees them. `module` is the trained method; its
+    ``backbone`` (``features`` and ``head``) serves explainers that work on the representation (DeDUCE's
+    GMM), and VCNet's explainer decodes with the conditional VAE its module trained.
+    `cache_dir` is where generative models trained for explanation are stored, keyed by their config and
+    the data, so a sweep over explainers trains each one once. `seed` seeds everything the explainer draws.
+    """
+
+    x_train: Tensor
+    y_train: Tensor
+    num_classes: int
+    constraints: Constraints
+    module: TrustModule
+    dataset_name: str
+    cache_dir: Path
+    seed: int
+
+
+EXPLAINERS: dict[str, type[Explainer]] = {}
+
+
+class Explainer(ABC):
+    """A counterfactual explainer. Subclasses set `name` (the config name), which registers them.
+
+    `returns_sets` is True for explainers that return k counterfactuals per input (N, k, *shape).
+    `explains_uncertainty` is True for explainers (CLUE) whose goal is lower predictive uncertainty rather
+    than a target class; they still receive `target` (the predicted class) and should keep it.
+    """
+
+    name: ClassVar[str]
+    returns_sets: ClassVar[bool] = False
+    explains_uncertainty: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            if cls.name in EXPLAINERS:
+                raise ValueError(f"Two explainers are named {cls.name!r}; config names must be unique.")
+            EXPLAINERS[cls.name] = cls
+
+    def fit(self, data: ExplanationData) -> Explainer:
+        """Learn what the explainer needs from the training data; explainers needing nothing keep this."""
+        return self
+
+    @abstractmethod
+    def explain(self, model: Classifier, x: Tensor, target: Tensor, constraints: Constraints) -> Tensor:
+        """Counterfactuals for every row of `x` (N, *shape) towards `target` (N,) class indices.
+
+        The result respects `constraints` (call ``constraints.snap`` on the final answer). An input for
+        which no valid counterfactual was found still gets the explainer's best attempt: validity is
+        measured by the suite, never assumed.
+        """
+
+
+def build(name: str, **hparams: Any) -> Explainer:
+    """The explainer registered as `name`, built with `hparams`; a wrong name lists the valid ones."""
+    if name not in EXPLAINERS:
+        raise ValueError(
+            f"Unknown counterfactual explainer {name!r}; valid names: {', '.join(sorted(EXPLAINERS))}."
+        )
+    try:
+        return EXPLAINERS[name](**hparams)
+    except TypeError as error:
+        raise ValueError(f"counterfactual explainer {name!r}: {error}") from None
