@@ -65,9 +65,16 @@ def cmd_table(args: argparse.Namespace) -> None:
 
     by = [key for key in args.by.split(",") if key]
     metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
+    tradeoff = [m for m in args.tradeoff.split(",") if m] if args.tradeoff else []
     try:
         runs = collect_runs([Path(p) for p in args.paths], by)
-        print(render(summarize(runs, by, metrics), by, args.format, args.digits))
+        summary = summarize(runs, by, metrics)
+        print(render(summary, by, args.format, args.digits))
+        if tradeoff:
+            from trustbench.plots.fairness import tradeoff_plot
+
+            plotted = summarize(runs, by, [args.accuracy, *tradeoff])
+            print(f"trade-off plot: {tradeoff_plot(plotted, by, tradeoff, args.plot, args.accuracy)}")
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"trustbench table: {err}") from None
 
@@ -115,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--metrics", help="comma-separated metric keys or globs, e.g. 'cls/acc,ood/*/auroc'")
     table.add_argument("--format", choices=("md", "csv", "latex"), default="md")
     table.add_argument("--digits", type=int, default=4)
+    table.add_argument(
+        "--tradeoff",
+        help="also plot --accuracy against each of these metrics, one point per group and one line per "
+        "value of the first --by key, e.g. --by method,method.lam --tradeoff fair/sex/di,fair/sex/w2",
+    )
+    table.add_argument("--accuracy", default="cls/acc", help="y axis of --tradeoff (default: %(default)s)")
+    table.add_argument(
+        "--plot", default="tradeoff.png", help="where --tradeoff writes (default: %(default)s)"
+    )
     table.set_defaults(func=cmd_table)
 
     listing = commands.add_parser(

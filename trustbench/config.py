@@ -31,3 +31,8 @@ def check_choices(cfg: DictConfig) -> None:
             f"method {cfg.method.name!r} evaluates OOD detection, but data {cfg.data.name!r} defines no "
             "ood_benchmark (near/far/val sets); use image data such as mnist, fashion_mnist or cifar10"
         )
+    if cfg.method.get("needs_groups") and not cfg.data.get("protected"):
+        raise ConfigError(
+            f"method {cfg.method.name!r} trains against a protected attribute, but data {cfg.data.name!r} "
+            "names none; use data with groups (adult, compas, german, mnist_semi_random) or data.protected"
+        )

@@ -46,6 +46,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | Non
         seed=cfg.seed,
         normalize=(normalize.mean, normalize.std) if normalize else None,
         augment=cfg.data.get("augment"),
+        protected=cfg.data.get("protected") if cfg.method.get("needs_groups") else None,
     )
     backbone = instantiate(cfg.backbone.net, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
     module = build_module(cfg, backbone, dataset.num_classes)
@@ -70,6 +71,8 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | Non
     posthoc = module.fit_posthoc(datamodule)
     context = EvaluationContext(cfg, module, datamodule, dataset, run_dir)
     metrics = evaluate(cfg.method.evaluation, context)
+    for suite in cfg.data.get("suites", []):
+        metrics |= evaluate(suite, context)
     metrics.update(posthoc)
     for logger in loggers:
         logger.log_metrics(metrics, step=step)

@@ -38,6 +38,7 @@ from trustbench.data.formats import (
     read_svhn_mat,
     read_tiny_imagenet,
 )
+from trustbench.data.semi_random import semi_random_mnist
 from trustbench.data.sources import Layout, Located, locate
 from trustbench.data.synthetic import make_synthetic, make_synthetic_image
 from trustbench.data.tabular import read_adult, read_compas, read_german
@@ -55,6 +56,7 @@ DATASETS: dict[str, str] = {
     "adult": "UCI Adult census income >50K, tabular, groups sex and race, 32.6k train / 16.3k test",
     "compas": "ProPublica COMPAS two-year recidivism, tabular, groups race and sex, 80/20 fixed split",
     "german": "UCI German credit good/bad, tabular, groups age>=25 and sex, 80/20 fixed split",
+    "mnist_semi_random": "W2reg's MNIST: Y = digit >= 5, random group s (s=0 rotated), biased train labels",
     "synthetic": "4 Gaussian blobs in 8-D with a binary group, tabular, 400 train / 200 test (for tests)",
     "synthetic_image": "noisy 1×12×12 bars of 3 orientations, 300 train / 150 test (for tests)",
 }
@@ -223,11 +225,19 @@ _GENERATED: dict[str, Callable[[], ArrayDataset]] = {
     "synthetic_image": make_synthetic_image,
 }
 
+# Datasets made from another one: name -> (the dataset it is made from, the treatment).
+_DERIVED: dict[str, tuple[str, Callable[[ArrayDataset], ArrayDataset]]] = {
+    "mnist_semi_random": ("mnist", semi_random_mnist),
+}
+
 
 @lru_cache(maxsize=4)
 def _load(name: str, data_dir: Path) -> ArrayDataset:
     if name in _GENERATED:
         return _GENERATED[name]()
+    if name in _DERIVED:
+        base, treatment = _DERIVED[name]
+        return treatment(_load(base, data_dir))
     located = locate(name, data_dir)
     return _READERS[located.layout](located)
 

@@ -70,6 +70,8 @@ class TensorLoader:
     """Iterates ``(x[idx], y[idx])`` batches; shuffles per epoch when `seed` is given; shards by rank.
 
     `augment`, which needs `seed`, transforms each batch's inputs with a generator for (seed, epoch, batch).
+    With `group` (a protected attribute aligned with the rows), batches are ``(x, y, group)``: what
+    fairness-regularised methods train on.
     """
 
     batch_sampler = (
@@ -85,6 +87,7 @@ class TensorLoader:
         rank: int = 0,
         world_size: int = 1,
         augment: BatchTransform | None = None,
+        group: torch.Tensor | None = None,
     ) -> None:
         if batch_size < 1 or not 0 <= rank < world_size:
             raise ValueError(
@@ -95,6 +98,7 @@ class TensorLoader:
         self.x, self.y = x, y
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
         self.augment = augment
+        self.group = group
         self.sampler = EpochSampler()
 
     @property
@@ -115,11 +119,14 @@ class TensorLoader:
     def __len__(self) -> int:
         return math.ceil(self.rows_per_rank / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         order = self.indices()
         for batch, start in enumerate(range(0, len(order), self.batch_size)):
             rows = order[start : start + self.batch_size]
-            yield self._inputs(rows, batch), self.y[rows]
+            if self.group is None:
+                yield self._inputs(rows, batch), self.y[rows]
+            else:
+                yield self._inputs(rows, batch), self.y[rows], self.group[rows]
 
     def _inputs(self, rows: torch.Tensor, batch: int) -> torch.Tensor:
         if self.augment is None:
@@ -193,7 +200,9 @@ class TensorDataModule(pl.LightningDataModule):
     `groups_train` / `groups_val` / `groups_test` can be used directly by evaluation code. `val_size` is a
     row count or a fraction of the official training split. `augment` (``crop_padding``,
     ``horizontal_flip``) turns on the standard image augmentation for training batches only; its border is
-    the normalised black pixel, so it matches torchvision's pad-then-``Normalize``.
+    the normalised black pixel, so it matches torchvision's pad-then-``Normalize``. `protected` names the
+    group attribute that training batches carry as a third element (fairness methods); None keeps
+    ``(x, y)`` batches.
     """
 
     def __init__(
@@ -205,6 +214,7 @@ class TensorDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         normalize: tuple[Sequence[float], Sequence[float]] | None = None,
         augment: Mapping[str, Any] | None = None,
+        protected: str | None = None,
     ) -> None:
         super().__init__()
         self.normalization = _channel_statistics(normalize, dataset.input_shape)
@@ -232,6 +242,12 @@ class TensorDataModule(pl.LightningDataModule):
         self.groups_train = {key: value[self.train_rows] for key, value in dataset.groups_train.items()}
         self.groups_val = {key: value[self.val_rows] for key, value in dataset.groups_train.items()}
         self.groups_test = dict(dataset.groups_test)
+        if protected is not None and protected not in self.groups_train:
+            raise ValueError(
+                f"data.protected={protected!r} is not a group attribute of {dataset.name}; "
+                f"its attributes are {sorted(self.groups_train) or 'none'}"
+            )
+        self.protected = protected
 
     def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """(x − mean) / std per channel (images) or per column (rows), as the model sees its inputs.
@@ -251,8 +267,9 @@ class TensorDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> TensorLoader:
         rank, world_size = self._rank()
+        group = None if self.protected is None else self.groups_train[self.protected]
         return TensorLoader(
-            self.x_train, self.y_train, self.batch_size, self.seed, rank, world_size, self.augmentation
+            self.x_train, self.y_train, self.batch_size, self.seed, rank, world_size, self.augmentation, group
         )
 
     def val_dataloader(self) -> TensorLoader:

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from trustbench.methods.debiasing.classifier import split_by_group
 from trustbench.metrics.fairness import check_binary
 
 
@@ -86,11 +87,11 @@ class W2Penalty:
                 f"{probs.dtype} and shape {tuple(probs.shape)}. Apply a sigmoid to binary logits, or take "
                 "softmax(logits)[:, 1]."
             )
-        privileged = check_binary("group", group, len(probs))
         values = probs if self.compare == "predictions" else self._errors(probs, y_true)
-        if privileged.all() or not privileged.any():
+        groups = split_by_group(values, group)
+        if groups is None:
             return probs.sum() * 0.0
-        return w2_squared(values[~privileged], values[privileged], self.n_quantiles)
+        return w2_squared(*groups, self.n_quantiles)
 
     @staticmethod
     def _errors(probs: Tensor, y_true: Tensor | None) -> Tensor:
