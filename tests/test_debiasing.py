@@ -12,6 +12,7 @@ import torch
 from trustbench.backbones.mlp import MLP
 from trustbench.data.catalog import load
 from trustbench.data.loaders import TensorDataModule, TensorLoader
+from trustbench.errors import ConfigError
 from trustbench.evaluation.context import predict_all
 from trustbench.methods.debiasing.adversarial import AdversarialDebiasing, GradientReversal
 from trustbench.methods.debiasing.classifier import FairClassifier
@@ -118,7 +119,7 @@ def test_adversary_descends_its_loss_while_the_classifier_ascends_it() -> None:
 
 
 def test_debiasing_methods_refuse_a_multiclass_task() -> None:
-    with pytest.raises(ValueError, match="binary classifiers .* has 3 classes"):
+    with pytest.raises(ConfigError, match="binary classifiers .* has 3 classes"):
         W2Reg(MLP((2,), 3, hidden_sizes=[4]), 3, ADAM)
 
 

@@ -9,6 +9,7 @@ data build them in ``fit``, which the counterfactual suite calls once per run be
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
+from trustbench.errors import ConfigError
 from trustbench.methods.base import TrustModule
 from trustbench.methods.counterfactual.constraints import Constraints
 
@@ -84,10 +86,28 @@ class Explainer(ABC):
 def build(name: str, **hparams: Any) -> Explainer:
     """The explainer registered as `name`, built with `hparams`; a wrong name lists the valid ones."""
     if name not in EXPLAINERS:
-        raise ValueError(
+        raise ConfigError(
             f"Unknown counterfactual explainer {name!r}; valid names: {', '.join(sorted(EXPLAINERS))}."
         )
-    try:
-        return EXPLAINERS[name](**hparams)
-    except TypeError as error:
-        raise ValueError(f"counterfactual explainer {name!r}: {error}") from None
+    cls = EXPLAINERS[name]
+    allowed = _hyperparameters(cls)
+    unknown = sorted(set(hparams) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"counterfactual explainer {name!r} has no hyperparameter {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}."
+        )
+    return cls(**hparams)
+
+
+def _hyperparameters(cls: type[Explainer]) -> list[str]:
+    """Constructor arguments of `cls`, following ``**kwargs`` that are passed on to a base class."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in klass.__dict__ or klass is object:
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        names += [p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return list(dict.fromkeys(names))

@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from trustbench.backbones.base import Backbone
+from trustbench.errors import ConfigError
 from trustbench.methods.base import OptimizerFactory, Prediction, SchedulerFactory, TrustModule
 from trustbench.metrics.fairness import check_binary
 
@@ -31,7 +32,7 @@ class FairClassifier(TrustModule):
         scheduler: SchedulerFactory | None = None,
     ) -> None:
         if num_classes != 2:
-            raise ValueError(
+            raise ConfigError(
                 f"debiasing methods train binary classifiers (class 1 = favourable outcome), but the data "
                 f"has {num_classes} classes; use a binary dataset such as adult, compas, german or "
                 "mnist_semi_random"
