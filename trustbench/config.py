@@ -34,5 +34,6 @@ def check_choices(cfg: DictConfig) -> None:
     if cfg.method.get("needs_groups") and not cfg.data.get("protected"):
         raise ConfigError(
             f"method {cfg.method.name!r} trains against a protected attribute, but data {cfg.data.name!r} "
-            "names none; use data with groups (adult, compas, german, mnist_semi_random) or data.protected"
+            "names none; use data with groups (adult, compas, german, celeba, mnist_semi_random) or set "
+            "data.protected"
         )

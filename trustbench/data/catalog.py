@@ -11,10 +11,12 @@ The JPEG collections (Tiny ImageNet, DTD textures, Places365) are decoded once t
 uint8 arrays cached beside their files as ``decoded_32x32.npz``, written atomically (a temporary file
 renamed into place), so a later load reads one file instead of tens of thousands of JPEGs. The cache
 records the size and modification time of the files it was decoded from and is rebuilt when they change.
+CelebA is cached the same way at its own size, as ``decoded_64x64.npz`` (see :mod:`trustbench.data.celeba`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 import zipfile
@@ -26,6 +28,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from trustbench.data import celeba
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.formats import (
     ImageArrays,
@@ -56,6 +59,7 @@ DATASETS: dict[str, str] = {
     "adult": "UCI Adult census income >50K, tabular, groups sex and race, 32.6k train / 16.3k test",
     "compas": "ProPublica COMPAS two-year recidivism, tabular, groups race and sex, 80/20 fixed split",
     "german": "UCI German credit good/bad, tabular, groups age>=25 and sex, 80/20 fixed split",
+    "celeba": "CelebA aligned faces, 3×64×64, Y = Attractive, groups male and young, 183k train / 20k test",
     "mnist_semi_random": "W2reg's MNIST: Y = digit >= 5, random group s (s=0 rotated), biased train labels",
     "synthetic": "4 Gaussian blobs in 8-D with a binary group, tabular, 400 train / 200 test (for tests)",
     "synthetic_image": "noisy 1×12×12 bars of 3 orientations, 300 train / 150 test (for tests)",
@@ -143,9 +147,9 @@ def _read_svhn(located: Located) -> ArrayDataset:
 Decoded = tuple[ImageArrays, tuple[str, ...]]
 
 
-def _source_stamp(paths: tuple[Path, ...]) -> np.ndarray:
+def _source_stamp(paths: tuple[Path, ...], side: int) -> np.ndarray:
     stats = [path.stat() for path in paths]
-    fields = [DECODED_CACHE_VERSION, DECODED_SIDE, *(v for s in stats for v in (s.st_size, s.st_mtime_ns))]
+    fields = [DECODED_CACHE_VERSION, side, *(v for s in stats for v in (s.st_size, s.st_mtime_ns))]
     return np.array(fields, dtype=np.int64)
 
 
@@ -179,15 +183,20 @@ def _write_decoded_cache(cache: Path, stamp: np.ndarray, decoded: Decoded) -> No
         temporary.unlink(missing_ok=True)
 
 
-def _decoded(located: Located, decode: Callable[[], Decoded]) -> ArrayDataset:
-    """`decode()`'s dataset, read from the cache beside `located`'s files when they have not changed."""
-    cache = located.folder / f"decoded_{DECODED_SIDE}x{DECODED_SIDE}.npz"
-    stamp = _source_stamp(located.paths)
+def _cached(located: Located, side: int, decode: Callable[[], Decoded]) -> Decoded:
+    """`decode()`'s side×side images, from the cache beside `located`'s files while they are unchanged."""
+    cache = located.folder / f"decoded_{side}x{side}.npz"
+    stamp = _source_stamp(located.paths, side)
     decoded = _read_decoded_cache(cache, stamp)
     if decoded is None:
         decoded = decode()
         _write_decoded_cache(cache, stamp, decoded)
-    return _images(located.name, *decoded)
+    return decoded
+
+
+def _decoded(located: Located, decode: Callable[[], Decoded]) -> ArrayDataset:
+    """`decode()`'s dataset at :data:`DECODED_SIDE`, through the cache."""
+    return _images(located.name, *_cached(located, DECODED_SIDE, decode))
 
 
 def _read_tiny_imagenet(located: Located) -> ArrayDataset:
@@ -206,6 +215,21 @@ def _read_places365(located: Located) -> ArrayDataset:
     return _decoded(located, decode)
 
 
+def _group_tensors(groups: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {name: torch.from_numpy(values) for name, values in groups.items()}
+
+
+def _read_celeba(located: Located) -> ArrayDataset:
+    """CelebA's task on :data:`celeba.TARGET` with its groups; the cache keeps all 40 attributes."""
+    decoded = _cached(located, celeba.SIDE, lambda: celeba.read_celeba(*located.paths, celeba.SIDE))
+    task = celeba.attribute_task(*decoded)
+    return dataclasses.replace(
+        _images(located.name, task.arrays, task.class_names),
+        groups_train=_group_tensors(task.groups_train),
+        groups_test=_group_tensors(task.groups_test),
+    )
+
+
 _READERS: dict[Layout, Callable[[Located], ArrayDataset]] = {
     "idx": _read_idx,
     "mnist_pickle": _read_mnist_pickle,
@@ -216,6 +240,7 @@ _READERS: dict[Layout, Callable[[Located], ArrayDataset]] = {
     "tiny_imagenet_zip": _read_tiny_imagenet,
     "dtd_tar": _read_dtd,
     "places365_tars": _read_places365,
+    "celeba": _read_celeba,
     "adult": lambda located: read_adult(*located.paths),
     "compas": lambda located: read_compas(*located.paths),
     "german": lambda located: read_german(*located.paths),

@@ -64,7 +64,8 @@ class ImageArrays(NamedTuple):
     y_test: np.ndarray
 
 
-def _check(ok: bool, where: str | Path, problem: str) -> None:
+def check_format(ok: bool, where: str | Path, problem: str) -> None:
+    """Raise DatasetFileError "<where>: <problem>" unless `ok`: a file is not what its format promises."""
     if not ok:
         raise DatasetFileError(f"{where}: {problem}")
 
@@ -105,35 +106,37 @@ def unpickle_arrays(data: bytes, where: str | Path) -> Any:
 def read_idx(path: Path) -> np.ndarray:
     """Read one idx file (the MNIST format), checking magic number, dimensions and exact byte count."""
     data = read_bytes(path)
-    _check(len(data) >= 4 and data[:2] == b"\0\0", path, "not an idx file (bad magic number)")
+    check_format(len(data) >= 4 and data[:2] == b"\0\0", path, "not an idx file (bad magic number)")
     dtype_code, ndim = data[2], data[3]
-    _check(dtype_code in _IDX_DTYPES, path, f"unknown idx data type code 0x{dtype_code:02x}")
+    check_format(dtype_code in _IDX_DTYPES, path, f"unknown idx data type code 0x{dtype_code:02x}")
     header_size = 4 + 4 * ndim
-    _check(ndim > 0 and len(data) >= header_size, path, "truncated idx header")
+    check_format(ndim > 0 and len(data) >= header_size, path, "truncated idx header")
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[dtype_code])
     expected = int(np.prod(shape)) * dtype.itemsize
     found = len(data) - header_size
-    _check(found == expected, path, f"header {shape} needs {expected} data bytes but the file has {found}")
+    check_format(
+        found == expected, path, f"header {shape} needs {expected} data bytes but the file has {found}"
+    )
     return np.frombuffer(data, dtype=dtype, offset=header_size).reshape(shape)
 
 
 def read_idx_images(path: Path) -> np.ndarray:
     """Read an idx image file as uint8 N×1×H×W."""
     images = read_idx(path)
-    _check(images.ndim == 3 and images.dtype == np.uint8, path, "expected a 3-d uint8 idx image file")
+    check_format(images.ndim == 3 and images.dtype == np.uint8, path, "expected a 3-d uint8 idx image file")
     return images[:, None, :, :].copy()
 
 
 def read_idx_labels(path: Path) -> np.ndarray:
     """Read an idx label file as int64 N."""
     labels = read_idx(path)
-    _check(labels.ndim == 1, path, "expected a 1-d idx label file")
+    check_format(labels.ndim == 1, path, "expected a 1-d idx label file")
     return labels.astype(np.int64)
 
 
 def _paired(images: np.ndarray, labels: np.ndarray, where: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    _check(len(images) == len(labels), where, f"{len(images)} images but {len(labels)} labels")
+    check_format(len(images) == len(labels), where, f"{len(images)} images but {len(labels)} labels")
     return images, labels
 
 
@@ -149,7 +152,7 @@ def _unit_floats_to_uint8(x: np.ndarray, where: Path) -> np.ndarray:
     scaled = np.asarray(x, dtype=np.float32) * np.float32(256)  # k/256 is exact in float32, so is this
     pixels = np.rint(scaled)
     exact = np.array_equal(scaled, pixels) and pixels.min(initial=0) >= 0 and pixels.max(initial=0) <= 255
-    _check(exact, where, "images are not of the form uint8/256")
+    check_format(exact, where, "images are not of the form uint8/256")
     return pixels.astype(np.uint8)
 
 
@@ -160,14 +163,14 @@ def read_mnist_pickle(path: Path) -> ImageArrays:
     validation parts together are the official 60k MNIST training set, so train = train + valid.
     """
     parts = unpickle_arrays(read_bytes(path), path)
-    _check(
+    check_format(
         isinstance(parts, tuple) and len(parts) == 3 and all(len(p) == 2 for p in parts),
         path,
         "expected ((train_x, train_y), (valid_x, valid_y), (test_x, test_y))",
     )
     images, labels = [], []
     for x, y in parts:
-        _check(
+        check_format(
             isinstance(x, np.ndarray) and x.ndim == 2 and x.shape[1] == 28 * 28,
             path,
             "expected images as N×784 arrays",
@@ -182,12 +185,14 @@ def read_animal_mnist(images_path: Path, labels_path: Path) -> tuple[np.ndarray,
     """Read Animal-MNIST (animal-mnist 0.4): gzipped pickles of uint8 N×28×28 images and int labels."""
     images = unpickle_arrays(read_bytes(images_path), images_path)
     labels = unpickle_arrays(read_bytes(labels_path), labels_path)
-    _check(
+    check_format(
         isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 3,
         images_path,
         "expected a uint8 N×28×28 array",
     )
-    _check(isinstance(labels, np.ndarray) and labels.ndim == 1, labels_path, "expected a 1-d label array")
+    check_format(
+        isinstance(labels, np.ndarray) and labels.ndim == 1, labels_path, "expected a 1-d label array"
+    )
     return _paired(images[:, None, :, :].copy(), labels.astype(np.int64), labels_path)
 
 
@@ -250,19 +255,19 @@ def _tar_members(archive: Path, folder: str, names: tuple[str, ...]) -> dict[str
     wanted = {f"{folder}/{name}": name for name in names}
     found = {wanted[member]: data for member, data in archive_files(archive, wanted.__contains__)}
     missing = [f"{folder}/{name}" for name in names if name not in found]
-    _check(not missing, archive, f"archive lacks {', '.join(missing)}")
+    check_format(not missing, archive, f"archive lacks {', '.join(missing)}")
     return found
 
 
 def _cifar_batch(data: bytes, where: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:
     batch = unpickle_arrays(data, where)
-    _check(
+    check_format(
         isinstance(batch, dict) and "data" in batch and label_key in batch,
         where,
         f"expected a dict with 'data' and '{label_key}'",
     )
     images = batch["data"]
-    _check(
+    check_format(
         isinstance(images, np.ndarray)
         and images.dtype == np.uint8
         and images.ndim == 2
@@ -291,7 +296,7 @@ def read_cifar(
     train = [_cifar_batch(blobs[name], where[name], layout.label_key) for name in layout.train]
     test = [_cifar_batch(blobs[name], where[name], layout.label_key) for name in layout.test]
     meta = unpickle_arrays(blobs[layout.meta], where[layout.meta])
-    _check(
+    check_format(
         isinstance(meta, dict) and layout.names_key in meta,
         where[layout.meta],
         f"expected a dict with '{layout.names_key}'",
@@ -311,14 +316,16 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         content = scipy.io.loadmat(path, variable_names=("X", "y"))
     except Exception as exc:  # scipy raises ValueError, MatReadError, OSError, ... for damaged files
         raise DatasetFileError(f"{path}: unreadable .mat file ({_one_line(exc)})") from exc
-    _check("X" in content and "y" in content, path, "expected variables X and y")
+    check_format("X" in content and "y" in content, path, "expected variables X and y")
     images, labels = content["X"], content["y"].reshape(-1)
-    _check(
+    check_format(
         images.dtype == np.uint8 and images.ndim == 4 and images.shape[:3] == (32, 32, 3),
         path,
         "expected X as uint8 32×32×3×N",
     )
-    _check(labels.size == 0 or (labels.min() >= 1 and labels.max() <= 10), path, "expected labels 1..10")
+    check_format(
+        labels.size == 0 or (labels.min() >= 1 and labels.max() <= 10), path, "expected labels 1..10"
+    )
     return _paired(images.transpose(3, 2, 0, 1).copy(), labels.astype(np.int64) % 10, path)
 
 
@@ -355,13 +362,15 @@ def _decoded_stack(decoded: dict[str, np.ndarray], names: list[str], archive: Pa
     return np.stack([decoded[name] for name in names])
 
 
-def _text_lines(data: bytes) -> list[str]:
+def text_lines(data: bytes) -> list[str]:
+    """The non-blank lines of a text file's bytes, stripped (list files of the image collections)."""
     return [line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
 
 
-def _name_index_pairs(lines: list[str], where: str) -> list[tuple[str, int]]:
+def name_index_pairs(lines: list[str], where: str) -> list[tuple[str, int]]:
+    """Lines of 'name index' as (name, index) pairs; any other line is a DatasetFileError at `where`."""
     pairs = [line.rsplit(maxsplit=1) for line in lines]
-    _check(all(len(p) == 2 and p[1].isdigit() for p in pairs), where, "expected lines of 'name index'")
+    check_format(all(len(p) == 2 and p[1].isdigit() for p in pairs), where, "expected lines of 'name index'")
     return [(name, int(index)) for name, index in pairs]
 
 
@@ -390,17 +399,19 @@ def read_tiny_imagenet(archive: Path, side: int) -> tuple[ImageArrays, tuple[str
     wanted = _matching(_TINY_TRAIN_IMAGE, _TINY_VAL_IMAGE, texts_wanted)
     for name, data in archive_files(archive, wanted):
         if name.endswith(".txt"):
-            texts[name] = _text_lines(data)
+            texts[name] = text_lines(data)
         else:
             decoded[name] = decode_square(data, side, f"{archive}[{name}]")
     missing = [name for name in (_TINY_WNIDS, _TINY_VAL_LABELS) if name not in texts]
-    _check(not missing, archive, f"archive lacks {', '.join(missing)}")
+    check_format(not missing, archive, f"archive lacks {', '.join(missing)}")
     classes = tuple(sorted(texts[_TINY_WNIDS]))
     train = sorted(
         (m.group(1), int(m.group(2)), name) for name in decoded if (m := _TINY_TRAIN_IMAGE.fullmatch(name))
     )
     val = [line.split()[:2] for line in texts[_TINY_VAL_LABELS]]
-    _check(all(len(fields) == 2 for fields in val), archive, "val_annotations.txt lines need 'file wnid'")
+    check_format(
+        all(len(fields) == 2 for fields in val), archive, "val_annotations.txt lines need 'file wnid'"
+    )
     unknown = sorted(({wnid for wnid, _, _ in train} | {wnid for _, wnid in val}) - set(classes))
     if unknown:
         raise DatasetFileError(f"{archive}: images of classes missing from wnids.txt, e.g. {unknown[0]}")
@@ -432,11 +443,11 @@ def read_dtd(archive: Path, side: int) -> tuple[ImageArrays, tuple[str, ...]]:
     lists: dict[str, list[str]] = {}
     for name, data in archive_files(archive, _matching(_DTD_IMAGE, _DTD_LIST)):
         if listed := _DTD_LIST.fullmatch(name):
-            lists[listed.group(1)] = _text_lines(data)
+            lists[listed.group(1)] = text_lines(data)
         else:
             decoded[_DTD_IMAGE.fullmatch(name).group(1)] = decode_square(data, side, f"{archive}[{name}]")
     missing = [f"dtd/labels/{name}.txt" for name in (*DTD_TRAIN_LISTS, *DTD_TEST_LISTS) if name not in lists]
-    _check(not missing, archive, f"archive lacks {', '.join(missing)}")
+    check_format(not missing, archive, f"archive lacks {', '.join(missing)}")
     train = [image for name in DTD_TRAIN_LISTS for image in lists[name]]
     test = [image for name in DTD_TEST_LISTS for image in lists[name]]
     classes = tuple(sorted({image.split("/")[0] for image in train + test}))
@@ -453,7 +464,8 @@ PLACES365_LISTS = ("categories_places365.txt", "places365_val.txt")
 _PLACES365_VAL_IMAGE = re.compile(r"(?:.*/)?(Places365_val_\d+\.jpg)")
 
 
-def _basename(name: str) -> str:
+def member_basename(name: str) -> str:
+    """The file name of an archive member, without its folders."""
     return name.rsplit("/", 1)[-1]
 
 
@@ -466,21 +478,25 @@ def read_places365_val(
     0`` gives "airfield"), both inside `filelist_places365-standard.tar`. Images keep the list's order.
     """
     lists = {
-        _basename(name): _name_index_pairs(_text_lines(data), f"{filelist_tar}[{name}]")
-        for name, data in archive_files(filelist_tar, lambda name: _basename(name) in PLACES365_LISTS)
+        member_basename(name): name_index_pairs(text_lines(data), f"{filelist_tar}[{name}]")
+        for name, data in archive_files(filelist_tar, lambda name: member_basename(name) in PLACES365_LISTS)
     }
     missing = [name for name in PLACES365_LISTS if name not in lists]
-    _check(not missing, filelist_tar, f"archive lacks {', '.join(missing)}")
+    check_format(not missing, filelist_tar, f"archive lacks {', '.join(missing)}")
     categories, listed = (lists[name] for name in PLACES365_LISTS)
     name_of = {index: name.strip("/").split("/", 1)[-1] for name, index in categories}
-    _check(sorted(name_of) == list(range(len(name_of))), filelist_tar, "category indices are not 0..K-1")
+    check_format(
+        sorted(name_of) == list(range(len(name_of))), filelist_tar, "category indices are not 0..K-1"
+    )
     labels = np.array([index for _, index in listed], dtype=np.int64)
-    _check(bool(np.all(labels < len(name_of))), filelist_tar, "places365_val.txt names unknown categories")
+    check_format(
+        bool(np.all(labels < len(name_of))), filelist_tar, "places365_val.txt names unknown categories"
+    )
     decoded = {
-        _basename(name): decode_square(data, side, f"{images_tar}[{name}]")
+        member_basename(name): decode_square(data, side, f"{images_tar}[{name}]")
         for name, data in archive_files(images_tar, _matching(_PLACES365_VAL_IMAGE))
     }
-    images = _decoded_stack(decoded, [_basename(file) for file, _ in listed], images_tar, side)
+    images = _decoded_stack(decoded, [member_basename(file) for file, _ in listed], images_tar, side)
     return images, labels, tuple(name_of[index] for index in range(len(name_of)))
 
 

