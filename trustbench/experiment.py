@@ -5,16 +5,18 @@ Rank 0 returns the evaluation metrics; DDP workers of other ranks train and then
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from trustbench.config import check_choices
+from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import load
 from trustbench.data.loaders import TensorDataModule
 from trustbench.errors import ConfigError
@@ -49,7 +51,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | Non
         protected=cfg.data.get("protected") if cfg.method.get("needs_groups") else None,
     )
     backbone = instantiate(cfg.backbone.net, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
-    module = build_module(cfg, backbone, dataset.num_classes)
+    module = build_module(cfg, backbone, dataset.num_classes, dataset)
     loggers = [instantiate(logger_cfg) for logger_cfg in cfg.logger.values()]
 
     trained = _trained_weights(cfg)
@@ -102,13 +104,26 @@ def build_trainer(cfg: DictConfig, **arguments: object) -> pl.Trainer:
     return instantiate(cfg.trainer, **arguments)
 
 
-def build_module(cfg: DictConfig, backbone: torch.nn.Module, num_classes: int) -> TrustModule:
-    """The configured method's LightningModule around `backbone`, with its optimiser recipe."""
+def build_module(
+    cfg: DictConfig, backbone: torch.nn.Module, num_classes: int, dataset: ArrayDataset | None = None
+) -> TrustModule:
+    """The configured method's LightningModule around `backbone`, with its optimiser recipe.
+
+    A module that generates inputs (VCNet decodes counterfactuals) declares constructor parameters
+    `input_shape` and `categorical_groups`; they are filled from `dataset`, which configs cannot know.
+    """
     scheduler = instantiate(cfg.method.scheduler) if cfg.method.get("scheduler") else None
+    wanted = inspect.signature(get_class(cfg.method.module._target_)).parameters
+    data_arguments = {}
+    if dataset is not None and "input_shape" in wanted:
+        data_arguments["input_shape"] = dataset.input_shape
+    if dataset is not None and dataset.tabular is not None and "categorical_groups" in wanted:
+        data_arguments["categorical_groups"] = dataset.tabular.categorical_groups
     return instantiate(
         cfg.method.module,
         backbone=backbone,
         num_classes=num_classes,
         optimizer=instantiate(cfg.method.optimizer),
         scheduler=scheduler,
+        **data_arguments,
     )

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from trustbench.evaluation.classification import evaluate_classification
 from trustbench.evaluation.context import EvaluationContext
+from trustbench.evaluation.counterfactual import evaluate_counterfactual
 from trustbench.evaluation.fairness import evaluate_fairness
 from trustbench.evaluation.ood import evaluate_ood
 from trustbench.evaluation.uncertainty import evaluate_uncertainty
@@ -13,6 +14,7 @@ from trustbench.evaluation.uncertainty import evaluate_uncertainty
 Suite = Callable[[EvaluationContext], dict[str, float]]
 SUITES: dict[str, Suite] = {
     "classification": evaluate_classification,
+    "counterfactual": evaluate_counterfactual,
     "fairness": evaluate_fairness,
     "ood": evaluate_ood,
     "uncertainty": evaluate_uncertainty,

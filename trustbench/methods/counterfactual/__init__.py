@@ -1,1 +1,33 @@
-"""Counterfactual explainers: find a close input the classifier assigns to a target class."""
+"""Counterfactual explainers: find a close input the classifier assigns to a target class.
+
+Importing the package registers every explainer in :data:`EXPLAINERS` under its config name; :func:`build`
+constructs one by name. Each explainer lives in the module named after it.
+"""
+
+from trustbench.methods.counterfactual.clue import Clue, DeltaClue
+from trustbench.methods.counterfactual.deduce import DeDUCE
+from trustbench.methods.counterfactual.dice import DiCE
+from trustbench.methods.counterfactual.explainer import EXPLAINERS, Explainer, ExplanationData, build
+from trustbench.methods.counterfactual.growing_spheres import GrowingSpheres
+from trustbench.methods.counterfactual.latent_gradient import LatentGradient
+from trustbench.methods.counterfactual.revise import Revise
+from trustbench.methods.counterfactual.sparse_vce import SparseVCE
+from trustbench.methods.counterfactual.vcnet import VCNetExplainer
+from trustbench.methods.counterfactual.wachter import Wachter
+
+__all__ = [
+    "Clue",
+    "EXPLAINERS",
+    "Revise",
+    "DeDUCE",
+    "DeltaClue",
+    "DiCE",
+    "Explainer",
+    "ExplanationData",
+    "GrowingSpheres",
+    "LatentGradient",
+    "SparseVCE",
+    "VCNetExplainer",
+    "Wachter",
+    "build",
+]

@@ -1,0 +1,170 @@
+"""Counterfactual evaluation: explain a fixed set of test points with the configured explainer, then score.
+
+The classifier is the run's trained model (for post-hoc explainers, the ERM classifier of the model store,
+so every explainer in a sweep explains the same network). The explainer is fitted once (generative models,
+MAD, feature densities), asked for counterfactuals of all chosen points in one batched call, timed, and
+scored by :func:`~trustbench.metrics.counterfactual.counterfactual_report` (``cf/...`` keys, definitions
+there) plus ``cf/seconds_per_cf``, wall time divided by the number of counterfactuals.
+
+Which points and targets (``method.explain``):
+
+- ``points`` test points, the first of a seeded permutation of those that qualify. ``factuals: negative``
+  (the default for binary tasks, as in CARLA) takes points predicted in class 0, the unfavourable
+  outcome, with target 1; ``all`` takes any point.
+- ``targets: other`` asks each point for one counterfactual into the class the model ranks second (the
+  other class for binary tasks); ``all`` asks for every other class (DeDUCE's protocol: K − 1 per point).
+
+Uncertainty explainers (CLUE) have no target: they receive the predicted class, and the suite also reports
+``cf/entropy_before``/``cf/entropy_after``, the mean predictive entropy of the model at the inputs and at
+their counterfactuals. For images ``realism: true`` adds ``cf/im1`` under per-class autoencoders. Artefacts
+in the run dir: ``plots/counterfactuals.png`` for images, ``cf_changed_features.csv``/``.md`` for tables.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from trustbench.evaluation.context import EvaluationContext
+from trustbench.methods.counterfactual import Explainer, ExplanationData, build
+from trustbench.methods.counterfactual.constraints import Constraints
+from trustbench.methods.counterfactual.generative import predictive_entropy, train_class_autoencoders
+from trustbench.metrics.counterfactual import counterfactual_report, im1
+from trustbench.plots.counterfactual import changed_features, image_grid, save_changed_features
+from trustbench.plots.figures import log_to_wandb
+
+FACTUALS = ("negative", "all")
+TARGETS = ("other", "all")
+
+
+def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
+    """The metrics and artefacts of the module docstring."""
+    cfg, datamodule, dataset = context.cfg, context.datamodule, context.dataset
+    settings = cfg.method.explain
+    backbone = context.module.backbone.eval()
+    constraints = Constraints.for_dataset(dataset, datamodule.normalize_inputs)
+    data = ExplanationData(
+        x_train=datamodule.x_train,
+        y_train=datamodule.y_train,
+        num_classes=dataset.num_classes,
+        constraints=constraints,
+        module=context.module,
+        dataset_name=dataset.name,
+        cache_dir=Path(cfg.paths.model_store) / "explainers",
+        seed=cfg.seed,
+    )
+    explainer = build(cfg.method.explainer.name, **cfg.method.explainer.get("hparams", {})).fit(data)
+
+    test = context.prediction("test", datamodule.x_test)
+    rows = _factual_rows(test.probs, settings, dataset.num_classes, cfg.seed)
+    x, target = _queries(datamodule.x_test[rows], test.probs[rows], settings, explainer)
+    started = time.perf_counter()
+    x_cf = explainer.explain(backbone, x, target, constraints).detach()
+    seconds = time.perf_counter() - started
+
+    shape = dataset.input_shape
+    with torch.inference_mode():
+        logits_cf = _logits(backbone, x_cf, shape)
+        train_pred = _logits(backbone, datamodule.x_train, shape).argmax(dim=-1)
+    report = counterfactual_report(
+        x,
+        x_cf,
+        target,
+        logits_cf.argmax(dim=-1),
+        constraints,
+        datamodule.x_train,
+        datamodule.y_train,
+        train_pred,
+    )
+    report["cf/seconds_per_cf"] = seconds / max(logits_cf.shape[:-1].numel(), 1)
+    if explainer.explains_uncertainty:
+        with torch.inference_mode():
+            report["cf/entropy_before"] = predictive_entropy(_logits(backbone, x, shape)).mean().item()
+        report["cf/entropy_after"] = predictive_entropy(logits_cf).mean().item()
+    if dataset.kind == "image" and settings.get("realism"):
+        autoencoders = [ae.eval() for ae in train_class_autoencoders(data)]
+        original = test.probs[rows].argmax(dim=1).repeat_interleave(len(target) // len(rows))
+        flat_cf, flat_target = _flat_sets(x_cf, target, shape)
+        _, flat_original = _flat_sets(x_cf, original, shape)
+        with torch.inference_mode():
+            report["cf/im1"] = _finite_mean(im1(flat_cf, flat_target, flat_original, autoencoders))
+    _write_artefacts(context, x, x_cf, target, logits_cf)
+    return report
+
+
+def _factual_rows(probs: Tensor, settings: dict, num_classes: int, seed: int) -> Tensor:
+    """Indices of the test points to explain: `points` of a seeded permutation of the qualifying ones."""
+    factuals = settings.get("factuals") or ("negative" if num_classes == 2 else "all")
+    if factuals not in FACTUALS:
+        raise ValueError(f"method.explain.factuals={factuals!r}; choose one of {', '.join(FACTUALS)}")
+    qualifying = torch.arange(len(probs))
+    if factuals == "negative":
+        if num_classes != 2:
+            raise ValueError(
+                "method.explain.factuals=negative explains points predicted in class 0 of a binary task, "
+                f"but the data has {num_classes} classes; use factuals=all"
+            )
+        qualifying = qualifying[probs.argmax(dim=1) == 0]
+    order = torch.randperm(len(qualifying), generator=torch.Generator().manual_seed(seed))
+    return qualifying[order[: int(settings.points)]].sort().values
+
+
+def _queries(x: Tensor, probs: Tensor, settings: dict, explainer: Explainer) -> tuple[Tensor, Tensor]:
+    """Inputs repeated once per target, and the targets: the predicted class for uncertainty explainers,
+    else the runner-up class (`other`) or every other class (`all`)."""
+    ranked = probs.argsort(dim=1, descending=True)
+    if explainer.explains_uncertainty:
+        return x, ranked[:, 0]
+    targets = settings.get("targets", "other")
+    if targets not in TARGETS:
+        raise ValueError(f"method.explain.targets={targets!r}; choose one of {', '.join(TARGETS)}")
+    if targets == "other":
+        return x, ranked[:, 1]
+    others = ranked[:, 1:]
+    return x.repeat_interleave(others.shape[1], dim=0), others.reshape(-1)
+
+
+def _logits(
+    backbone: torch.nn.Module, x: Tensor, element_shape: tuple[int, ...], batch: int = 1024
+) -> Tensor:
+    """Logits of inputs shaped (*leading, *element_shape), computed in batches, shaped (*leading, K)."""
+    leading = x.shape[: x.ndim - len(element_shape)]
+    flat = x.reshape(-1, *element_shape)
+    device = next(backbone.parameters()).device
+    parts = [backbone(flat[i : i + batch].to(device)).float().cpu() for i in range(0, len(flat), batch)]
+    return torch.cat(parts).reshape(*leading, -1)
+
+
+def _flat_sets(x_cf: Tensor, labels: Tensor, element_shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """Counterfactuals as one flat batch, and `labels` (one per input) repeated for each of them."""
+    per_input = x_cf[0].numel() // torch.Size(element_shape).numel()
+    return x_cf.reshape(-1, *element_shape), labels.repeat_interleave(per_input)
+
+
+def _finite_mean(values: Tensor) -> float:
+    finite = values[values.isfinite()]
+    return finite.mean().item() if len(finite) else float("nan")
+
+
+def _write_artefacts(
+    context: EvaluationContext, x: Tensor, x_cf: Tensor, target: Tensor, logits_cf: Tensor
+) -> None:
+    """An image grid (images) or the changed-features table (tabular rows), in the run dir and W&B."""
+    if context.dataset.kind == "image":
+        with torch.inference_mode():
+            probs = _logits(context.module.backbone, x, context.dataset.input_shape).softmax(dim=-1)
+        path = image_grid(
+            x,
+            x_cf,
+            probs,
+            logits_cf.softmax(dim=-1),
+            target,
+            context.run_dir / "plots" / "counterfactuals.png",
+            class_names=context.dataset.class_names,
+        )
+        log_to_wandb({"cf/examples": path})
+    elif context.dataset.tabular is not None:
+        save_changed_features(changed_features(x, x_cf, context.dataset.tabular), context.run_dir)
