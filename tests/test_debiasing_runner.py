@@ -13,11 +13,13 @@ COMPAS = ["data=compas", "trainer.max_epochs=2"]
 
 @pytest.fixture(scope="module")
 def lam_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ERM and w2reg at two weights on real COMPAS, 2 epochs each."""
+    """ERM, and w2reg at two weights, on real COMPAS, 2 epochs each."""
     root = tmp_path_factory.mktemp("debias")
+    sweep = [f"paths.output_dir={root}", f"hydra.sweep.dir={root / 'sweep'}"]
+    trustbench("run", "-m", *COMPAS, "method=erm", *sweep, "hydra.sweep.subdir=erm")
     trustbench(
-        "run", "-m", *COMPAS, "method=erm,w2reg", "method.lam=0.1,10", f"paths.output_dir={root}",
-        f"hydra.sweep.dir={root / 'sweep'}", "hydra.sweep.subdir=${method.name}_${method.lam}",
+        "run", "-m", *COMPAS, "method=w2reg", "method.lam=0.1,10", *sweep,
+        "hydra.sweep.subdir=${method.name}_${method.lam}",
     )  # fmt: skip
     return root / "sweep"
 
@@ -33,7 +35,7 @@ def test_a_debiasing_run_reports_accuracy_and_fairness_per_group_and_intersectio
 
 
 def test_erm_on_data_with_groups_is_scored_by_the_same_fairness_suite(lam_sweep: Path) -> None:
-    erm, w2reg = result(lam_sweep / "erm_0.1")["metrics"], result(lam_sweep / "w2reg_0.1")["metrics"]
+    erm, w2reg = result(lam_sweep / "erm")["metrics"], result(lam_sweep / "w2reg_0.1")["metrics"]
     assert {k for k in erm if k.startswith("fair/")} == {k for k in w2reg if k.startswith("fair/")}
 
 
@@ -62,4 +64,4 @@ def test_a_debiasing_method_on_data_without_groups_stops_with_one_line(tmp_path:
 def test_a_debiasing_method_on_a_multiclass_task_stops_with_one_line(tmp_path: Path) -> None:
     proc = trustbench("run", "method=w2reg", "data=synthetic", f"paths.output_dir={tmp_path}", check=False)
     assert proc.returncode == 1
-    assert "binary" in proc.stderr and "Traceback" not in proc.stderr
+    assert "need a binary task" in proc.stderr and "Traceback" not in proc.stderr

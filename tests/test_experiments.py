@@ -44,6 +44,7 @@ class Experiment:
     name: str
     sweeps: bool  # hydra.mode is MULTIRUN
     swept_methods: tuple[str, ...]  # the methods its sweeper goes through, if it sweeps over method
+    sweeps_seeds: bool  # its sweeper goes through several seeds
     table_metrics: tuple[str, ...]  # the columns its PrintTable callback prints, if it has one
     has_paper: bool
 
@@ -51,12 +52,14 @@ class Experiment:
 def describe(name: str) -> Experiment:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
-    swept = (cfg.hydra.sweeper.get("params") or {}).get("method")
+    params = cfg.hydra.sweeper.get("params") or {}
+    swept = params.get("method")
     table = cfg.hydra.callbacks.get("table")
     return Experiment(
         name,
         sweeps=cfg.hydra.mode == RunMode.MULTIRUN,
         swept_methods=tuple(swept.split(",")) if swept else (),
+        sweeps_seeds="seed" in params,
         table_metrics=tuple(table.metrics) if table else (),
         has_paper=cfg.paper is not None,
     )
@@ -92,8 +95,9 @@ def run_for_one_batch(experiment: Experiment, data_dir: Path, root: Path) -> Smo
             f"hydra.sweep.dir={root / 'sweep'}",
             "hydra.sweep.subdir=${method.name}",
             f"hydra.sweeper.params.method='{','.join(smoke_methods(experiment))}'",  # quoted: one value
-            "hydra.sweeper.params.seed=0",  # one seed: seeds of a method would share its job dir here
         ]
+        if experiment.sweeps_seeds:  # one seed: the seeds of a method would share its job dir here
+            where.append("hydra.sweeper.params.seed=0")
         job_dirs = tuple(root / "sweep" / method for method in smoke_methods(experiment))
     else:
         where = [f"hydra.run.dir={root / 'run'}"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import dataset_kind
 from trustbench.errors import ConfigError
 
@@ -36,4 +37,18 @@ def check_choices(cfg: DictConfig) -> None:
             f"method {cfg.method.name!r} trains against a protected attribute, but data {cfg.data.name!r} "
             "names none; use data with groups (adult, compas, german, celeba, mnist_semi_random) or set "
             "data.protected"
+        )
+
+
+def check_dataset(cfg: DictConfig, dataset: ArrayDataset) -> None:
+    """Raise ConfigError when the loaded data cannot serve the chosen method or suites (known only once
+    the data is read: its number of classes)."""
+    binary_only = [suite for suite in cfg.data.get("suites", []) if suite == "fairness"]
+    if cfg.method.get("needs_groups"):
+        binary_only.append(f"method {cfg.method.name!r}")
+    if binary_only and dataset.num_classes != 2:
+        raise ConfigError(
+            f"{' and '.join(binary_only)} need a binary task (class 1 = favourable outcome), but "
+            f"{dataset.name} has {dataset.num_classes} classes; use adult, compas, german, celeba or "
+            "mnist_semi_random"
         )

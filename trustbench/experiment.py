@@ -15,7 +15,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from trustbench.config import check_choices
+from trustbench.config import check_choices, check_dataset
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import load
 from trustbench.data.loaders import TensorDataModule
@@ -40,6 +40,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | Non
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dataset = load(cfg.data.name, cfg.paths.data_dir)
+    check_dataset(cfg, dataset)
     normalize = cfg.data.get("normalize")
     datamodule = TensorDataModule(
         dataset,

@@ -4,7 +4,8 @@ The classifier is the run's trained model (for post-hoc explainers, the ERM clas
 so every explainer in a sweep explains the same network). The explainer is fitted once (generative models,
 MAD, feature densities), asked for counterfactuals of all chosen points in one batched call, timed, and
 scored by :func:`~trustbench.metrics.counterfactual.counterfactual_report` (``cf/...`` keys, definitions
-there) plus ``cf/seconds_per_cf``, wall time divided by the number of counterfactuals.
+there) plus ``cf/seconds_per_cf``, wall time divided by the number of counterfactuals, and ``cls/acc``, the
+test accuracy of the classifier being explained.
 
 Which points and targets (``method.explain``):
 
@@ -32,6 +33,7 @@ from trustbench.evaluation.context import EvaluationContext
 from trustbench.methods.counterfactual import Explainer, ExplanationData, build
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.generative import predictive_entropy, train_class_autoencoders
+from trustbench.metrics.classification import accuracy
 from trustbench.metrics.counterfactual import counterfactual_report, im1
 from trustbench.plots.counterfactual import changed_features, image_grid, save_changed_features
 from trustbench.plots.figures import log_to_wandb
@@ -80,6 +82,7 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         train_pred,
     )
     report["cf/seconds_per_cf"] = seconds / max(logits_cf.shape[:-1].numel(), 1)
+    report["cls/acc"] = accuracy(test.probs, datamodule.y_test)  # of the classifier being explained
     if explainer.explains_uncertainty:
         with torch.inference_mode():
             report["cf/entropy_before"] = predictive_entropy(_logits(backbone, x, shape)).mean().item()

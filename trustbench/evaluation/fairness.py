@@ -27,11 +27,6 @@ def evaluate_fairness(context: EvaluationContext) -> dict[str, float]:
             f"the fairness suite needs protected groups, but {context.dataset.name} has none; remove "
             "'fairness' from data.suites or use adult, compas, german, celeba or mnist_semi_random"
         )
-    if context.dataset.num_classes != 2:
-        raise ValueError(
-            f"the fairness suite scores binary decisions, but {context.dataset.name} has "
-            f"{context.dataset.num_classes} classes; remove 'fairness' from data.suites"
-        )
     test = context.prediction("test", datamodule.x_test)
     report = fairness_report(datamodule.y_test, test.probs.argmax(dim=1), test.probs[:, 1], groups)
     title = f"{context.cfg.data.name} · {context.cfg.method.name}"

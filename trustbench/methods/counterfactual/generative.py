@@ -375,8 +375,8 @@ def range_scaled_l1(candidate: Tensor, original: Tensor, constraints: Constraint
 
 
 def predictive_entropy(logits: Tensor) -> Tensor:
-    """Entropy (nats) of the softmax of each row of `logits`, (N,)."""
-    return -(logits.softmax(dim=1) * logits.log_softmax(dim=1)).sum(dim=1)
+    """Entropy (nats) of the softmax over the last axis of `logits`: (N, K) gives (N,), (N, k, K) (N, k)."""
+    return -(logits.softmax(dim=-1) * logits.log_softmax(dim=-1)).sum(dim=-1)
 
 
 LatentObjective = Callable[[Tensor, Tensor], Tensor]
