@@ -8,6 +8,7 @@ binary task; `predict` is ERM's (softmax, MSP uncertainty) so every family's eva
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -71,8 +72,11 @@ class FairClassifier(TrustModule):
 
 
 def favourable_probability(logits: Tensor) -> Tensor:
-    """P̂(Y = 1 | x) from two-class logits: the network output h(x) the fairness terms compare."""
-    return logits.softmax(dim=1)[:, 1]
+    """P̂(Y = 1 | x) from two-class logits: the network output h(x) the fairness terms compare.
+
+    σ(z₁ − z₀) equals softmax(z)[:, 1] and costs one kernel instead of a softmax and a slice.
+    """
+    return torch.sigmoid(logits[:, 1] - logits[:, 0])
 
 
 def split_by_group(values: Tensor, group: Tensor) -> tuple[Tensor, Tensor] | None:
