@@ -63,6 +63,8 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     test = context.prediction("test", datamodule.x_test)
     rows = _factual_rows(test.probs, settings, dataset.num_classes, cfg.seed)
     x, target = _queries(datamodule.x_test[rows], test.probs[rows], settings, explainer)
+    # The model's probabilities at each query, from the test predictions already made (no second pass).
+    probs = test.probs[rows].repeat_interleave(len(target) // len(rows), dim=0)
     started = time.perf_counter()
     x_cf = explainer.explain(backbone, x, target, constraints).detach()
     seconds = time.perf_counter() - started
@@ -84,17 +86,15 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     report["cf/seconds_per_cf"] = seconds / max(logits_cf.shape[:-1].numel(), 1)
     report["cls/acc"] = accuracy(test.probs, datamodule.y_test)  # of the classifier being explained
     if explainer.explains_uncertainty:
-        with torch.inference_mode():
-            report["cf/entropy_before"] = predictive_entropy(_logits(backbone, x, shape)).mean().item()
+        report["cf/entropy_before"] = predictive_entropy(probs.clamp_min(1e-12).log()).mean().item()
         report["cf/entropy_after"] = predictive_entropy(logits_cf).mean().item()
     if dataset.kind == "image" and settings.get("realism"):
         autoencoders = [ae.eval() for ae in train_class_autoencoders(data)]
-        original = test.probs[rows].argmax(dim=1).repeat_interleave(len(target) // len(rows))
         flat_cf, flat_target = _flat_sets(x_cf, target, shape)
-        _, flat_original = _flat_sets(x_cf, original, shape)
+        _, flat_original = _flat_sets(x_cf, probs.argmax(dim=1), shape)
         with torch.inference_mode():
             report["cf/im1"] = _finite_mean(im1(flat_cf, flat_target, flat_original, autoencoders))
-    _write_artefacts(context, x, x_cf, target, logits_cf)
+    _write_artefacts(context, x, x_cf, target, probs, logits_cf)
     return report
 
 
@@ -153,12 +153,10 @@ def _finite_mean(values: Tensor) -> float:
 
 
 def _write_artefacts(
-    context: EvaluationContext, x: Tensor, x_cf: Tensor, target: Tensor, logits_cf: Tensor
+    context: EvaluationContext, x: Tensor, x_cf: Tensor, target: Tensor, probs: Tensor, logits_cf: Tensor
 ) -> None:
     """An image grid (images) or the changed-features table (tabular rows), in the run dir and W&B."""
     if context.dataset.kind == "image":
-        with torch.inference_mode():
-            probs = _logits(context.module.backbone, x, context.dataset.input_shape).softmax(dim=-1)
         path = image_grid(
             x,
             x_cf,
