@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from trustbench import cli
 from trustbench.results.record import CONFIG_FILE, find_run_dirs, read_result, write_result
-from trustbench.results.table import collect_runs, render, summarize
+from trustbench.results.table import collect_runs, damaged_footnote, render, summarize
 
 PAPER = {"citation": "Doe et al. 2020", "metrics": {"cls/acc": 0.9}}
 
@@ -108,3 +109,35 @@ def test_no_runs_is_a_clear_error(tmp_path: Path) -> None:
 def test_written_result_is_valid_json(runs_root: Path) -> None:
     record = json.loads((runs_root / "a0" / "result.json").read_text())
     assert record["status"] == "ok"
+
+
+def test_damaged_records_count_as_failed_and_are_named(runs_root: Path) -> None:
+    (runs_root / "a2" / "result.json").write_text('{"status": "ok", "metr')  # truncated mid-write
+    (runs_root / "sweep" / "b2" / CONFIG_FILE).write_bytes(b"method: {name: [duq\n\x00\x00")
+    runs = collect_runs([runs_root], ["method"])
+    summary = summarize(runs, ["method"])
+    erm = summary[(summary.method == "erm") & (summary.source == "ours")].iloc[0]
+    # a2 (0.97) is damaged: erm is mean(0.90, 0.92) over 2 ok runs, a2 counted as failed under its config
+    assert (erm["runs"], erm["failed"]) == (2, 1)
+    assert erm["cls/acc"] == pytest.approx(0.91)
+    footnote = damaged_footnote(runs).splitlines()
+    assert footnote[0] == "2 damaged record(s), counted as failed:"
+    assert str(runs_root / "a2" / "result.json") in footnote[1] and "damaged result.json" in footnote[1]
+    assert str(runs_root / "sweep" / "b2" / CONFIG_FILE) in footnote[2]
+
+
+def test_cli_table_prints_good_runs_and_a_footnote_for_a_damaged_one(
+    runs_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (runs_root / "b0" / "result.json").write_bytes(b"\x00" * 64)
+    cli.main(["table", str(runs_root), "--by", "method", "--digits", "2"])
+    captured = capsys.readouterr()
+    assert "0.93 ± 0.04" in captured.out
+    assert str(runs_root / "b0" / "result.json") in captured.err
+
+
+def test_unknown_by_key_is_refused_with_a_suggestion(runs_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"no run has config key 'methd' \(did you mean method\?\); "
+                       r"top-level keys: data, method, paper, seed"):
+        collect_runs([runs_root], ["methd"])
+    assert collect_runs([runs_root], ["method.name", "seed"])["seed"].tolist() == [0, 1, 2, 0, 1, 2]

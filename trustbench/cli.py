@@ -61,7 +61,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> None:
-    from trustbench.results.table import collect_runs, render, summarize
+    from trustbench.results.table import collect_runs, damaged_footnote, render, summarize
 
     by = [key for key in args.by.split(",") if key]
     metrics = [m for m in args.metrics.split(",") if m] if args.metrics else None
@@ -70,6 +70,9 @@ def cmd_table(args: argparse.Namespace) -> None:
         runs = collect_runs([Path(p) for p in args.paths], by)
         summary = summarize(runs, by, metrics)
         print(render(summary, by, args.format, args.digits))
+        footnote = damaged_footnote(runs)
+        if footnote:
+            print(footnote, file=sys.stderr)
         if tradeoff:
             from trustbench.plots.fairness import tradeoff_plot
 

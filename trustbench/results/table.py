@@ -1,7 +1,9 @@
 """Benchmark tables: runs grouped by config keys, metrics as mean ± std over the runs of each group.
 
 Failed and unfinished runs are counted in every group (`failed` column), never silently dropped, and an
-experiment's published numbers (its `paper:` block) appear as a row of their own beside ours.
+experiment's published numbers (its `paper:` block) appear as a row of their own beside ours. A record that
+cannot be read (a damaged `result.json` or `run_config.yaml`) counts as failed and is named in a footnote,
+so one bad file never hides the table of the good ones.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from trustbench.results.record import CONFIG_FILE, find_run_dirs, read_result
+from trustbench.results.record import CONFIG_FILE, RESULT_FILE, find_run_dirs, read_result
+from trustbench.suggest import did_you_mean
 
 FORMATS = ("md", "csv", "latex")
 
@@ -32,19 +35,82 @@ def config_value(config: dict[str, Any], key: str) -> Any:
 
 
 def collect_runs(paths: Iterable[Path], by: Sequence[str]) -> pd.DataFrame:
-    """One row per run directory: the `by` keys, `status` (ok | failed | incomplete), `error` and metrics."""
+    """One row per run directory: the `by` keys, `status` (ok | failed | incomplete), `error`, `damaged`
+    (the unreadable file of a damaged record, else None) and metrics."""
     rows = []
     for run_dir in find_run_dirs(paths):
-        record = read_result(run_dir)
-        if record is None:
-            config = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False)
-            record = {"status": "incomplete", "metrics": {}, "config": config, "error": None}
+        record, damaged = _read_record(run_dir)
         row = {key: config_value(record["config"], key) for key in by}
-        row.update(run_dir=str(run_dir), status=record["status"], error=record.get("error"))
+        row.update(run_dir=str(run_dir), status=record["status"], error=record.get("error"), damaged=damaged)
         row.update(record.get("metrics") or {})
         row["_paper"] = record["config"].get("paper")
+        row["_config"] = record["config"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    if not runs.empty:
+        _check_by_keys(runs, by)
+    return runs.drop(columns="_config", errors="ignore")
+
+
+def _read_record(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """The run's record (an unfinished run's built from its config), and the damaged file if one is."""
+    try:
+        record = read_result(run_dir)
+        if record is not None and not (isinstance(record, dict) and isinstance(record.get("config"), dict)):
+            raise ValueError("not a trustbench result record")
+    except (ValueError, UnicodeDecodeError) as err:
+        return _damaged_record(run_dir, run_dir / RESULT_FILE, err), str(run_dir / RESULT_FILE)
+    if record is not None:
+        return record, None
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False)
+        if not isinstance(config, dict):
+            raise ValueError("not a mapping of config keys")
+    except Exception as err:  # noqa: BLE001 - any unreadable YAML (yaml, omegaconf, decoding errors)
+        return _damaged_record(run_dir, run_dir / CONFIG_FILE, err), str(run_dir / CONFIG_FILE)
+    return {"status": "incomplete", "metrics": {}, "config": config, "error": None}, None
+
+
+def _damaged_record(run_dir: Path, path: Path, err: Exception) -> dict[str, Any]:
+    """A failed record for an unreadable file; its group keys come from run_config.yaml when that reads."""
+    config: Any = {}
+    if path.name == RESULT_FILE:
+        try:
+            config = OmegaConf.to_container(OmegaConf.load(run_dir / CONFIG_FILE), resolve=False)
+        except Exception:  # noqa: BLE001 - both files damaged: the run is counted without its keys
+            config = {}
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    error = f"damaged {path.name}: {reason}"
+    config = config if isinstance(config, dict) else {}
+    return {"status": "failed", "metrics": {}, "config": config, "error": error}
+
+
+def _check_by_keys(runs: pd.DataFrame, by: Sequence[str]) -> None:
+    """Refuse a `--by` key that no run's config has (it would merge every run into one row of NaN)."""
+    known = sorted({key for config in runs["_config"] for key in _dotted_keys(config)})
+    for key in by:
+        if key not in known:
+            top = sorted({k for k in known if "." not in k})
+            raise ValueError(
+                f"no run has config key {key!r}{did_you_mean(key, known)}; top-level keys: {', '.join(top)} "
+                "(nested keys are dotted, e.g. method.optimizer.lr)"
+            )
+
+
+def _dotted_keys(config: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    for key, value in config.items():
+        yield f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _dotted_keys(value, f"{prefix}{key}.")
+
+
+def damaged_footnote(runs: pd.DataFrame) -> str:
+    """One line per damaged record, naming its file and what is wrong ('' when every record read)."""
+    if "damaged" not in runs:
+        return ""
+    damaged = runs[runs["damaged"].notna()]
+    lines = [f"  {path}: {error}" for path, error in zip(damaged["damaged"], damaged["error"], strict=True)]
+    return "\n".join([f"{len(lines)} damaged record(s), counted as failed:", *lines]) if lines else ""
 
 
 def select_metrics(columns: Iterable[str], patterns: Sequence[str] | None) -> list[str]:
