@@ -9,6 +9,7 @@ from hydra.utils import get_class
 from trustbench.app import CONFIG_DIR
 from trustbench.cli import config_choices
 from trustbench.data.catalog import DATASETS
+from trustbench.schema import validate
 
 
 def compose_config(*overrides: str, hydra: bool = False):
@@ -27,6 +28,13 @@ def test_every_data_config_names_a_catalog_dataset_and_its_ood_sets(name: str) -
     data = compose_config(f"data={name}").data
     assert data.name == name and data.name in DATASETS
     assert all(ood in DATASETS for ood in data.ood)
+
+
+@pytest.mark.parametrize(
+    ("group", "name"), [(g, n) for g in ("data", "method", "trainer") for n in config_choices(g)]
+)
+def test_every_shipped_config_passes_the_value_schema(group: str, name: str) -> None:
+    validate(compose_config(f"{group}={name}"))
 
 
 @pytest.mark.parametrize("name", config_choices("backbone"))

@@ -46,6 +46,9 @@ def cmd_run(overrides: list[str]) -> None:
     """Hand the overrides to Hydra (as the argv of trustbench/app.py, which DDP workers re-run)."""
     check_overrides(overrides)
     from trustbench import app
+    from trustbench.preflight import preflight
+
+    preflight(overrides, app.CONFIG_DIR)
 
     sys.argv = [app.__file__, *overrides]
     app.main()

@@ -8,19 +8,33 @@ from omegaconf import DictConfig
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import dataset_kind
 from trustbench.errors import ConfigError
+from trustbench.schema import validate
 
 # Which data kinds each backbone input kind accepts: vector backbones flatten images, image ones need C×H×W.
 ACCEPTED_DATA_KINDS = {"image": ("image",), "vector": ("image", "tabular")}
 
 
+def data_kind(cfg: DictConfig) -> str:
+    """The data's kind as its config declares it (`data.kind`), else as the catalog knows its name."""
+    return cfg.data.get("kind") or dataset_kind(cfg.data.name)
+
+
 def check_choices(cfg: DictConfig) -> None:
-    """Raise ConfigError when the chosen data, backbone and method cannot work together."""
-    data_kind = dataset_kind(cfg.data.name)
+    """Raise ConfigError when a value is invalid or the chosen data, backbone and method cannot work
+    together; everything here is read from the config, so it runs before any data or model is built."""
+    validate(cfg)
+    kind = data_kind(cfg)
+    method_kinds = cfg.method.get("data_kinds")
+    if method_kinds and kind not in method_kinds:
+        raise ConfigError(
+            f"method {cfg.method.name!r} works on {' or '.join(method_kinds)} data, but data "
+            f"{cfg.data.name!r} is {kind}; choose a method for {kind} data (trustbench list method)"
+        )
     backbone_cls = get_class(cfg.backbone.net._target_)
-    if data_kind not in ACCEPTED_DATA_KINDS[backbone_cls.input_kind]:
+    if kind not in ACCEPTED_DATA_KINDS[backbone_cls.input_kind]:
         raise ConfigError(
             f"backbone {cfg.backbone.name!r} needs {backbone_cls.input_kind} inputs (C×H×W) but data "
-            f"{cfg.data.name!r} is {data_kind}; use backbone=mlp or backbone=linear for tabular data"
+            f"{cfg.data.name!r} is {kind}; use backbone=mlp or backbone=linear for tabular data"
         )
     if cfg.method.get("needs_features") and getattr(backbone_cls, "feature_dim", 0) is None:
         raise ConfigError(
@@ -38,17 +52,24 @@ def check_choices(cfg: DictConfig) -> None:
             "names none; use data with groups (adult, compas, german, celeba, mnist_semi_random) or set "
             "data.protected"
         )
+    if cfg.data.get("num_classes") is not None:
+        _check_binary(cfg, cfg.data.name, cfg.data.num_classes)
 
 
 def check_dataset(cfg: DictConfig, dataset: ArrayDataset) -> None:
     """Raise ConfigError when the loaded data cannot serve the chosen method or suites (known only once
-    the data is read: its number of classes)."""
+    the data is read: its number of classes, unless the data config declares `num_classes`)."""
+    _check_binary(cfg, dataset.name, dataset.num_classes)
+
+
+def _check_binary(cfg: DictConfig, data_name: str, num_classes: int) -> None:
+    """Fairness suites and group-debiasing methods need two classes (class 1 = favourable outcome)."""
     binary_only = [suite for suite in cfg.data.get("suites", []) if suite == "fairness"]
     if cfg.method.get("needs_groups"):
         binary_only.append(f"method {cfg.method.name!r}")
-    if binary_only and dataset.num_classes != 2:
+    if binary_only and num_classes != 2:
         raise ConfigError(
             f"{' and '.join(binary_only)} need a binary task (class 1 = favourable outcome), but "
-            f"{dataset.name} has {dataset.num_classes} classes; use adult, compas, german, celeba or "
+            f"{data_name} has {num_classes} classes; use adult, compas, german, celeba or "
             "mnist_semi_random"
         )
