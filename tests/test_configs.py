@@ -31,7 +31,8 @@ def test_every_data_config_names_a_catalog_dataset_and_its_ood_sets(name: str) -
 
 
 @pytest.mark.parametrize(
-    ("group", "name"), [(g, n) for g in ("data", "method", "trainer") for n in config_choices(g)]
+    ("group", "name"),
+    [(g, n) for g in ("data", "method", "trainer", "experiment") for n in config_choices(g)],
 )
 def test_every_shipped_config_passes_the_value_schema(group: str, name: str) -> None:
     validate(compose_config(f"{group}={name}"))
