@@ -50,3 +50,9 @@ def test_unknown_choice_is_one_line_listing_valid_ones(override: str, group: str
 
 def test_overrides_that_pick_no_config_pass() -> None:
     cli.check_overrides(["seed=3", "trainer.max_epochs=1", "+tags=[a]", "experiment=null", "-m"])
+
+
+def test_a_misspelled_choice_gets_the_closest_config() -> None:
+    expected = r"^trustbench: unknown method 'dicee' \(did you mean dice\?\); choose one of: "
+    with pytest.raises(SystemExit, match=expected):
+        cli.check_overrides(["method=dicee"])

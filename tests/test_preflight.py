@@ -178,3 +178,9 @@ def test_slurm_settings_run_a_job_with_the_local_submitit_launcher(tmp_path: Pat
     )
     (result,) = tmp_path.glob("multiruns/*/0_synthetic_erm_s0/result.json")
     assert json.loads(result.read_text())["status"] == "ok"
+
+
+def test_two_misspelled_keys_name_the_first_without_a_traceback() -> None:
+    assert refusal("trainer.max_epoch=3", "sed=1") == (
+        "trustbench: no config key trainer.max_epoch; to add a new key write +trainer.max_epoch=..."
+    )

@@ -31,6 +31,8 @@ def describe(group: str, name: str) -> str:
 
 def check_overrides(overrides: list[str]) -> None:
     """Exit with one line when an override picks a config that does not exist, listing the valid ones."""
+    from trustbench.suggest import did_you_mean
+
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
         key = key.removeprefix("override ").strip()
@@ -39,7 +41,10 @@ def check_overrides(overrides: list[str]) -> None:
         choices = config_choices(key)
         for choice in value.split(","):
             if choice not in choices:
-                raise SystemExit(f"trustbench: unknown {key} {choice!r}; choose one of: {', '.join(choices)}")
+                raise SystemExit(
+                    f"trustbench: unknown {key} {choice!r}{did_you_mean(choice, choices)}; "
+                    f"choose one of: {', '.join(choices)}"
+                )
 
 
 def cmd_run(overrides: list[str]) -> None:

@@ -23,7 +23,7 @@ from trustbench.schema import validate
 from trustbench.suggest import did_you_mean
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
-_NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
+_OVERRIDE_FAILED = re.compile(r"Could not override '([^']+)'")
 
 
 def preflight(args: list[str], config_dir: str) -> None:
@@ -62,13 +62,16 @@ def _compose(overrides: list[str]) -> DictConfig:
 def _explain(err: HydraException, overrides: list[str]) -> str:
     """Hydra's error as one line; an override of a key that does not exist gets the closest real key."""
     message = " ".join(str(err).split())
-    found = _NOT_IN_STRUCT.search(message)
+    found = _OVERRIDE_FAILED.search(message)
     if not found:
         return message
     key = found.group(1)
     parent = key.rpartition(".")[0]
     others = [o for o in overrides if o.lstrip("+~").partition("=")[0] != key]
-    root = compose("config", overrides=others)
+    try:
+        root = compose("config", overrides=others)
+    except HydraException:  # another override is broken too: name this key without a guess
+        return f"no config key {key}; to add a new key write +{key}=..."
     node = OmegaConf.select(root, parent) if parent else root
     known = [f"{parent}.{k}" if parent else str(k) for k in node] if isinstance(node, DictConfig) else []
     return f"no config key {key}{did_you_mean(key, known)}; to add a new key write +{key}=..."
