@@ -88,6 +88,8 @@ def _damaged_record(run_dir: Path, path: Path, err: Exception) -> dict[str, Any]
 def _check_by_keys(runs: pd.DataFrame, by: Sequence[str]) -> None:
     """Refuse a `--by` key that no run's config has (it would merge every run into one row of NaN)."""
     known = sorted({key for config in runs["_config"] for key in _dotted_keys(config)})
+    if not known:  # every config is damaged: nothing to check the keys against
+        return
     for key in by:
         if key not in known:
             top = sorted({k for k in known if "." not in k})
