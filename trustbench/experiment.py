@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from trustbench.config import check_choices, check_dataset
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import load
+from trustbench.data.catalog import load_configured
 from trustbench.data.loaders import TensorDataModule
 from trustbench.errors import ConfigError
 from trustbench.evaluation import evaluate
@@ -39,7 +39,7 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | Non
         log.info("resuming from %s", checkpoint)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dataset = load(cfg.data.name, cfg.paths.data_dir)
+    dataset = load_configured(cfg.data, cfg.paths.data_dir)
     check_dataset(cfg, dataset)
     normalize = cfg.data.get("normalize")
     datamodule = TensorDataModule(

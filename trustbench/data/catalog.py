@@ -20,10 +20,10 @@ import dataclasses
 import os
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from trustbench.data.semi_random import semi_random_mnist
 from trustbench.data.sources import Layout, Located, locate
 from trustbench.data.synthetic import make_synthetic, make_synthetic_image
 from trustbench.data.tabular import read_adult, read_compas, read_german
+from trustbench.data.user_files import read_image_arrays
 
 DATASETS: dict[str, str] = {
     "mnist": "MNIST handwritten digits, 1×28×28, 10 classes, 60k train / 10k test",
@@ -285,6 +286,13 @@ def load(name: str, data_dir: str | Path) -> ArrayDataset:
     cannot be downloaded, DatasetFileError when the files found are damaged.
     """
     return _load(_known(name), Path(data_dir).expanduser().resolve())
+
+
+def load_configured(data: Mapping[str, Any], data_dir: str | Path) -> ArrayDataset:
+    """The dataset a `data` config names: the user's own files when it sets `path`, else a catalog name."""
+    if data.get("path"):
+        return read_image_arrays(data["path"], data.get("num_classes"), data["name"])
+    return load(data["name"], data_dir)
 
 
 def clear_cache() -> None:
