@@ -65,3 +65,27 @@ def test_a_run_trains_and_evaluates_on_a_users_npz(mnist_npz: Path, tmp_path: Pa
     record = result(run_dir)
     assert record["status"] == "ok"
     assert record["metrics"]["cls/acc"] > 0.6  # 500 real digits, 5 epochs; chance is 0.1
+
+
+def test_each_user_file_gets_its_own_stored_model(mnist_npz: Path, tmp_path: Path) -> None:
+    """The model store keys a user's dataset by the file's contents, not only by the data config's name:
+    a post-hoc method on a second file must never reuse weights trained on the first."""
+    from hydra import compose, initialize_config_dir
+
+    from trustbench.cli import CONFIG_DIR
+    from trustbench.results.model_store import stored_model_path
+
+    other = tmp_path / "other.npz"
+    with np.load(mnist_npz) as stored:
+        arrays = dict(stored)
+    np.savez(other, **(arrays | {"y_train": (arrays["y_train"] + 1) % 10}))
+    same_bytes = tmp_path / "copy.npz"
+    same_bytes.write_bytes(mnist_npz.read_bytes())
+
+    def store_path(path: Path) -> Path:
+        with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+            cfg = compose("config", overrides=["method=msp", "data=files_images", f"data.path={path}"])
+        return stored_model_path(cfg)
+
+    assert store_path(mnist_npz) != store_path(other)
+    assert store_path(mnist_npz) == store_path(same_bytes)

@@ -8,6 +8,7 @@ So `trustbench run -m method=msp,energy,knn seed=0,1,2` trains three models, not
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,11 @@ def training_recipe(cfg: DictConfig) -> dict[str, Any]:
         trainer.pop(key, None)
     method = cfg.method
     scheduler = OmegaConf.to_container(method.scheduler, resolve=True) if method.get("scheduler") else None
+    data = {key: OmegaConf.to_container(cfg.data, resolve=True).get(key) for key in TRAINING_DATA_KEYS}
+    if cfg.data.get("path"):  # a user's own file: two files under one data config must not share weights
+        data["file_sha256"] = file_digest(Path(cfg.data.path))
     return {
-        "data": {key: OmegaConf.to_container(cfg.data, resolve=True).get(key) for key in TRAINING_DATA_KEYS},
+        "data": data,
         "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
         "module": OmegaConf.to_container(method.module, resolve=True),
         "optimizer": OmegaConf.to_container(method.optimizer, resolve=True),
@@ -40,6 +44,17 @@ def training_recipe(cfg: DictConfig) -> dict[str, Any]:
         "trainer": trainer,
         "seed": cfg.seed,
     }
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes, read in chunks (a missing file is the data reader's error to report)."""
+    if not path.is_file():
+        return "missing"
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def stored_model_path(cfg: DictConfig) -> Path:
