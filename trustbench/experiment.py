@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -31,8 +33,37 @@ from trustbench.runner import is_rank_zero
 log = logging.getLogger("trustbench")
 
 
+@dataclass
+class FittedRun:
+    """A run's fitted method with the data it was fitted on: what every evaluation suite reads."""
+
+    module: TrustModule
+    datamodule: TensorDataModule
+    dataset: ArrayDataset
+    loggers: list[Any]
+    step: int
+    posthoc_metrics: dict[str, float]
+
+
 def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | None:
     """Fit the configured method and return its evaluation metrics (None on ranks other than 0)."""
+    fitted = fit(cfg, run_dir)
+    if fitted is None:
+        return None
+    context = EvaluationContext(cfg, fitted.module, fitted.datamodule, fitted.dataset, run_dir)
+    metrics = evaluate(cfg.method.evaluation, context)
+    for suite in cfg.data.get("suites", []):
+        metrics |= evaluate(suite, context)
+    metrics.update(fitted.posthoc_metrics)
+    log_final_metrics(cfg, fitted, metrics)
+    return metrics
+
+
+def fit(cfg: DictConfig, run_dir: Path) -> FittedRun | None:
+    """Build data and model, then train (or reuse stored weights) and fit post-hoc parts.
+
+    Returns None on DDP ranks other than 0, which only help to train.
+    """
     check_choices(cfg)
     checkpoint = prepare_run_dir(run_dir, cfg) if is_rank_zero() else last_checkpoint(run_dir)
     if checkpoint is not None:
@@ -61,29 +92,40 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | Non
         load_weights(module, trained)
         step = 0
     else:
-        checkpointing = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, save_last=True, save_top_k=0)
-        trainer = build_trainer(cfg, logger=loggers, callbacks=[checkpointing], default_root_dir=str(run_dir))
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
+        trainer = train(cfg, module, datamodule, loggers, run_dir, checkpoint)
         if not trainer.is_global_zero:
             return None
         module.to(trainer.strategy.root_device)
         if cfg.method.get("posthoc"):
             save_weights(module, stored_model_path(cfg))
         step = trainer.global_step
-
     posthoc = module.fit_posthoc(datamodule)
-    context = EvaluationContext(cfg, module, datamodule, dataset, run_dir)
-    metrics = evaluate(cfg.method.evaluation, context)
-    for suite in cfg.data.get("suites", []):
-        metrics |= evaluate(suite, context)
-    metrics.update(posthoc)
-    for logger in loggers:
-        logger.log_metrics(metrics, step=step)
+    return FittedRun(module, datamodule, dataset, loggers, step, posthoc)
+
+
+def train(
+    cfg: DictConfig,
+    module: TrustModule,
+    datamodule: TensorDataModule,
+    loggers: list[Any],
+    run_dir: Path,
+    checkpoint: Path | None,
+) -> pl.Trainer:
+    """Train `module` with the configured Trainer, resuming from `checkpoint` if given."""
+    checkpointing = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, save_last=True, save_top_k=0)
+    trainer = build_trainer(cfg, logger=loggers, callbacks=[checkpointing], default_root_dir=str(run_dir))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
+    return trainer
+
+
+def log_final_metrics(cfg: DictConfig, fitted: FittedRun, metrics: dict[str, float]) -> None:
+    """Send the evaluation metrics to every logger and print them."""
+    for logger in fitted.loggers:
+        logger.log_metrics(metrics, step=fitted.step)
         logger.save()
     print_metrics(
         metrics, title=f"{cfg.data.name} · {cfg.backbone.name} · {cfg.method.name} · seed {cfg.seed}"
     )
-    return metrics
 
 
 def _trained_weights(cfg: DictConfig) -> Path | None:
