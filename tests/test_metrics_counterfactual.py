@@ -48,6 +48,7 @@ CONSTRAINTS = Constraints(
     mutable=torch.tensor([True, True, True, False, True]),
     increase_only=torch.tensor([True, False, False, False, False]),
     onehot_groups=((1, 2),),
+    categorical_groups=((1, 2),),
 )
 ORIGINAL = [0.3, 1.0, 0.0, 1.0, 1.5]  # income already above its range: it may stay there
 CRAFTED = {  # (original, counterfactual, whether it violates (immutable, increase, range, onehot))

@@ -41,8 +41,10 @@ CHUNK_ELEMENTS = 2**24
 stays below this (64 MiB in float32), whatever the size of the training set."""
 
 Groups = tuple[tuple[int, ...], ...]
-"""Flat column indices of each one-hot group, as :attr:`Constraints.onehot_groups` and
-:attr:`~trustbench.data.arrays.TabularMeta.categorical_groups` give them."""
+"""Flat column indices of each one-hot group, as :attr:`Constraints.categorical_groups` and
+:attr:`~trustbench.data.arrays.TabularMeta.categorical_groups` give them. Metrics that count features
+take every categorical group of the dataset; the mutable subset (:attr:`Constraints.onehot_groups`) would
+count each column of an immutable category (race, sex, country on Adult) as a feature of its own."""
 
 
 def counterfactual_sets(x: Tensor, x_cf: Tensor) -> Tensor:
@@ -264,9 +266,15 @@ def count_diversity(
 ) -> Tensor:
     """Per input, the mean over pairs a < b of its counterfactuals of the share of features that differ.
 
-    DiCE's count diversity (Mothilal et al. 2020): 1/(C(k, 2)·d) Σ_{a<b} Σ_l 1[c_a,l ≠ c_b,l], in [0, 1]. A
-    feature differs when some element differs by more than ``tol``; ``groups`` makes each one-hot group a
-    single feature, as in :func:`l0_distance`, so d counts features of the raw table. ``valid`` and NaN as
+    DiCE's count diversity (Mothilal et al. 2020): 1/(C(k, 2)·d) Σ_{a<b} Σ_l 1[c_a,l ≠ c_b,l], in [0, 1],
+    over the d features of the raw table. ``groups`` makes each one-hot group a single feature that differs
+    when any of its columns does (two counterfactuals name different categories); give every categorical
+    group of the dataset (:attr:`Constraints.categorical_groups`, immutable ones too), else each column of
+    a left-out group counts as a feature (Adult: 91 columns, 12 features). A continuous feature differs when
+    |c_a,l − c_b,l| > ``tol``. DiCE's paper compares values exactly (its library returns counterfactuals
+    rounded to the data's decimal precision, and ``dice_ml`` itself ships no count-diversity function);
+    here values are unrounded floats in min-max scaled space, so ``tol`` (1e-6 of a feature's training
+    range) stands in for that rounding and float noise does not count as diversity. ``valid`` and NaN as
     :func:`diversity`.
     """
 
@@ -339,12 +347,14 @@ def counterfactual_report(
 
     Counts: ``cf/n`` counterfactuals (N or N·k) and ``cf/n_valid`` of them valid; ``cf/validity`` their
     ratio. Over valid counterfactuals (NaN when none is valid): ``cf/l0`` (with ``groups``, by default
-    ``constraints.onehot_groups``), ``cf/l1``, ``cf/l2`` (not squared), ``cf/mad_l1`` (``mad`` defaults to
-    :func:`median_absolute_deviation` of ``x_train``), ``cf/ynn`` (neighbours labelled by ``train_pred``,
-    the model's predictions on ``x_train``), ``cf/nearest_target_l2`` (class members by ``y_train``, the
-    true labels). Over all counterfactuals: ``cf/immutable_violations``, ``cf/increase_violations``,
-    ``cf/range_violations``, ``cf/onehot_violations``. For sets (N, k, *shape) also ``cf/diversity`` and
-    ``cf/count_diversity``, means over inputs with at least two valid counterfactuals.
+    ``constraints.categorical_groups``: every category of the dataset is one feature), ``cf/l1``, ``cf/l2``
+    (not squared), ``cf/mad_l1`` (``mad`` defaults to :func:`median_absolute_deviation` of ``x_train``),
+    ``cf/ynn`` (neighbours labelled by ``train_pred``, the model's predictions on ``x_train``),
+    ``cf/nearest_target_l2`` (class members by ``y_train``, the true labels). Over all counterfactuals:
+    ``cf/immutable_violations``, ``cf/increase_violations``, ``cf/range_violations``,
+    ``cf/onehot_violations``. For sets (N, k, *shape) also ``cf/diversity`` and
+    ``cf/count_diversity`` (features counted by ``groups`` as ``cf/l0``), means over inputs with at least
+    two valid counterfactuals.
     """
     _flat_pair(x, x_cf)
     valid = valid_mask(pred_cf, target)
@@ -353,7 +363,7 @@ def counterfactual_report(
             f"pred_cf has shape {tuple(valid.shape)} for counterfactuals of shape {tuple(x_cf.shape)}; give "
             "one predicted class per counterfactual, shaped (N,) or (N, k)."
         )
-    groups = constraints.onehot_groups if groups is None else groups
+    groups = constraints.categorical_groups if groups is None else groups
     mad = median_absolute_deviation(x_train) if mad is None else mad
     valid_rows, valid_targets = x_cf[valid], _per_counterfactual(target, valid.shape)[valid]
     report = {

@@ -26,7 +26,10 @@ class Constraints:
     `lower`/`upper` are the valid range as the model sees inputs (after normalisation); a point already
     outside it (a test row beyond the training range) may stay where it is, never move further out.
     `mutable` is False on immutable elements; `increase_only` marks elements that may only grow.
-    `onehot_groups` lists the flat column indices of each one-hot group that may change (tabular only).
+    `onehot_groups` lists the flat column indices of each one-hot group that may change (tabular only): the
+    groups explainers snap and the one-hot check tests. `categorical_groups` lists every one-hot group of
+    the dataset, immutable ones included (``TabularMeta.categorical_groups``): the groups metrics count as
+    one feature each, so features are those of the raw table whatever may change.
     """
 
     lower: Tensor
@@ -34,6 +37,15 @@ class Constraints:
     mutable: Tensor
     increase_only: Tensor
     onehot_groups: tuple[tuple[int, ...], ...] = ()
+    categorical_groups: tuple[tuple[int, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        loose = [list(group) for group in self.onehot_groups if group not in self.categorical_groups]
+        if loose:
+            raise ValueError(
+                f"onehot_groups {loose} are not among categorical_groups; list every one-hot group of the "
+                "dataset in categorical_groups and the mutable ones in onehot_groups too."
+            )
 
     @classmethod
     def for_dataset(cls, dataset: ArrayDataset, normalize_inputs: Callable[[Tensor], Tensor]) -> Constraints:
@@ -51,7 +63,7 @@ class Constraints:
         for feature in meta.increase_only:
             increase_only[list(feature_columns(meta, feature))] = True
         groups = tuple(group for group in meta.categorical_groups if bool(mutable[list(group)].all()))
-        return cls(lower, upper, mutable, increase_only, groups)
+        return cls(lower, upper, mutable, increase_only, groups, meta.categorical_groups)
 
     def project(self, candidate: Tensor, original: Tensor) -> Tensor:
         """`candidate` moved to the nearest point that respects ranges, immutables and increase-only.
