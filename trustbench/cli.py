@@ -90,6 +90,17 @@ def cmd_table(args: argparse.Namespace) -> None:
         raise SystemExit(f"trustbench table: {err}") from None
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from trustbench.report.render import write_report
+
+    by = [key for key in args.by.split(",") if key]
+    try:
+        out = write_report([Path(p) for p in args.paths], Path(args.out) if args.out else None, by)
+        print(f"report: {out}")
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"trustbench report: {err}") from None
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from trustbench.data import sources
 
@@ -143,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--plot", default="tradeoff.png", help="where --tradeoff writes (default: %(default)s)"
     )
     table.set_defaults(func=cmd_table)
+
+    report = commands.add_parser(
+        "report", help="one self-contained report.html of run or sweep directories (plots embedded)"
+    )
+    report.add_argument("paths", nargs="+", help="run or sweep directories to read (searched recursively)")
+    report.add_argument("--out", help="where to write the page (default: report.html in the first path)")
+    report.add_argument(
+        "--by", default="method,data", help="sweeps: config keys to group by (default: %(default)s)"
+    )
+    report.set_defaults(func=cmd_report)
 
     listing = commands.add_parser(
         "list", help="what can be composed: data, backbone, method, experiment, ..."

@@ -1,0 +1,194 @@
+"""Render `report.html` from run or sweep directories on disk, one self-contained page.
+
+One run (a directory holding run_config.yaml) gives a section per metric family (the key's first segment:
+`cls`, `cal`, `ood`, `fair`, `cf`, ...) with its numbers, their conventions (report/conventions.py), the
+paper's numbers where the experiment config carries a `paper:` block, and the family's plots from plots/
+embedded as base64 PNG data URIs, so the page needs no network or neighbouring files. Then the config and,
+when the record holds them, the weights fingerprint (`weights`) and per-family outcomes (`families`:
+{name: {status, error}}; a failed family shows its one-line reason). Several runs (a sweep) give the
+`trustbench table` view (results/table.py: mean ± std per group, paper rows beside ours), one table per
+family, and the failed runs with their reasons.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from trustbench.report.conventions import describe, family_of_key, family_of_plot, family_order, family_title
+from trustbench.results.record import CONFIG_FILE, read_result
+from trustbench.results.table import _cell, collect_runs, select_metrics, summarize
+
+REPORT_FILE = "report.html"
+PLOTS_DIR = "plots"
+DIGITS = 4
+
+
+def render_report(paths: Sequence[Path], by: Sequence[str] = ("method", "data")) -> str:
+    """The report page of the runs under `paths`: a run view for one run, a sweep view for several."""
+    runs = collect_runs(paths, by)
+    if runs.empty:
+        raise ValueError(
+            f"no runs found under {', '.join(map(str, paths))} (a run directory holds {CONFIG_FILE})"
+        )
+    environment = Environment(
+        loader=PackageLoader("trustbench.report", "templates"), autoescape=select_autoescape(["j2", "html"])
+    )
+    if len(runs) == 1:
+        page = _run_page(Path(runs["run_dir"].iloc[0]), runs.iloc[0])
+    else:
+        page = _sweep_page(runs, list(by))
+    return environment.get_template("report.html.j2").render(**page)
+
+
+def write_report(
+    paths: Sequence[Path], out: Path | None = None, by: Sequence[str] = ("method", "data")
+) -> Path:
+    """Render the report and write it to `out` (default: report.html in the first path)."""
+    out = out if out is not None else Path(paths[0]) / REPORT_FILE
+    html = render_report(paths, by)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    return out
+
+
+def _run_page(run_dir: Path, run: pd.Series) -> dict[str, Any]:
+    record = _record_or_empty(run_dir)
+    config = record.get("config") or {}
+    paper = config.get("paper") if isinstance(config.get("paper"), dict) else {}
+    paper_metrics = paper.get("metrics", {}) if paper else {}
+    metrics = {k: v for k, v in (record.get("metrics") or {}).items() if isinstance(v, int | float)}
+    plots = _plots(run_dir / PLOTS_DIR)
+    outcomes = record.get("families") if isinstance(record.get("families"), dict) else {}
+    names = {family_of_key(k) for k in metrics} | {family_of_key(k) for k in paper_metrics}
+    names |= set(plots) | set(outcomes)
+    sections = []
+    for family in family_order(names):
+        keys = sorted({k for k in [*metrics, *paper_metrics] if family_of_key(k) == family})
+        outcome = outcomes.get(family) if isinstance(outcomes.get(family), dict) else {}
+        sections.append(
+            {
+                "id": f"family-{family}",
+                "title": family_title(family),
+                "family": family,
+                "status": outcome.get("status", "ok"),
+                "error": _first_line(outcome.get("error")),
+                "rows": [
+                    {
+                        "key": key,
+                        "ours": _number(metrics.get(key)),
+                        "paper": _number(paper_metrics.get(key)) if key in paper_metrics else None,
+                        "meaning": describe(key),
+                    }
+                    for key in keys
+                ],
+                "plots": plots.get(family, []),
+            }
+        )
+    return {
+        "kind": "run",
+        "title": f"trustbench report: {run_dir.name}",
+        "run_dir": str(run_dir),
+        "status": run["status"],
+        "error": _first_line(run.get("error")),
+        "duration": record.get("duration_s"),
+        "citation": paper.get("citation") if paper else None,
+        "sections": sections,
+        "weights": record.get("weights"),
+        "config": _config_text(run_dir),
+    }
+
+
+def _sweep_page(runs: pd.DataFrame, by: list[str]) -> dict[str, Any]:
+    summary = summarize(runs, by)
+    chosen = select_metrics(runs.columns, None)
+    sections = []
+    for family in family_order({family_of_key(k) for k in chosen}):
+        columns = [k for k in chosen if family_of_key(k) == family]
+        rows = [
+            {
+                "keys": [_label(row[key]) for key in by],
+                "source": row["source"],
+                "runs": int(row["runs"]),
+                "failed": int(row["failed"]),
+                "cells": [_cell(row[c], row.get(f"{c} std", math.nan), DIGITS, "md") for c in columns],
+            }
+            for _, row in summary.iterrows()
+        ]
+        sections.append(
+            {
+                "id": f"family-{family}",
+                "title": family_title(family),
+                "family": family,
+                "columns": [{"key": c, "meaning": describe(c)} for c in columns],
+                "rows": rows,
+            }
+        )
+    failed = runs[runs["status"] != "ok"]
+    return {
+        "kind": "sweep",
+        "title": f"trustbench report: {len(runs)} runs",
+        "by": by,
+        "sections": sections,
+        "total": len(runs),
+        "failed_runs": [
+            {"run_dir": r.run_dir, "status": r.status, "error": _first_line(r.error)}
+            for r in failed.itertuples()
+        ],
+    }
+
+
+def _record_or_empty(run_dir: Path) -> dict[str, Any]:
+    """The run's result.json, or {} when it is missing or unreadable (collect_runs already says which)."""
+    try:
+        record = read_result(run_dir)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _plots(plots_dir: Path) -> dict[str, list[dict[str, str]]]:
+    """Every PNG under plots/, grouped by family, as {name, src} with `src` a base64 data URI."""
+    grouped: dict[str, list[dict[str, str]]] = {}
+    for path in sorted(plots_dir.rglob("*.png")) if plots_dir.is_dir() else []:
+        relative = path.relative_to(plots_dir)
+        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+        grouped.setdefault(family_of_plot(relative), []).append(
+            {"name": relative.as_posix(), "src": f"data:image/png;base64,{encoded}"}
+        )
+    return grouped
+
+
+def _config_text(run_dir: Path) -> str:
+    path = run_dir / CONFIG_FILE
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return f"({path} cannot be read: {err})"
+
+
+def _number(value: Any) -> str:
+    """A metric for reading: counts as integers, other values to DIGITS decimals, missing or NaN as '–'."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if float(value).is_integer() and abs(value) >= 1:
+        return str(int(value))
+    return f"{value:.{DIGITS}f}"
+
+
+def _label(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def _first_line(error: Any) -> str | None:
+    if not isinstance(error, str) or not error.strip():
+        return None
+    return error.strip().splitlines()[0]
