@@ -6,11 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import result, trustbench
 
 from trustbench.data import catalog
 from trustbench.data.errors import DatasetFileError
-from trustbench.data.user_files import read_image_arrays
+from trustbench.data.image_folder import read_image_folder
+from trustbench.data.user_files import read_image_arrays, read_npy_arrays
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,103 @@ def test_each_user_file_gets_its_own_stored_model(mnist_npz: Path, tmp_path: Pat
 
     assert store_path(mnist_npz) != store_path(other)
     assert store_path(mnist_npz) == store_path(same_bytes)
+
+
+@pytest.fixture(scope="module")
+def mnist_small(tmp_path_factory: pytest.TempPathFactory):
+    """Real MNIST, the catalog's tensors (the reference every user-file reader must reproduce)."""
+    return catalog.load("mnist", tmp_path_factory.mktemp("empty_data_dir"))
+
+
+def _uint8(images) -> np.ndarray:
+    return (images[:, 0] * 255).round().byte().numpy()
+
+
+def test_npy_files_read_as_the_catalog_reads_mnist(mnist_small, tmp_path: Path) -> None:
+    arrays = {
+        "x_train": _uint8(mnist_small.x_train[:300]),
+        "y_train": mnist_small.y_train[:300].numpy(),
+        "x_test": _uint8(mnist_small.x_test[:100]),
+        "y_test": mnist_small.y_test[:100].numpy(),
+    }
+    paths = {key: tmp_path / f"{key}.npy" for key in arrays}
+    for key, array in arrays.items():
+        np.save(paths[key], array)
+    dataset = read_npy_arrays(paths)
+    assert dataset.input_shape == (1, 28, 28) and dataset.num_classes == 10
+    assert (dataset.x_train == mnist_small.x_train[:300]).all()
+    assert (dataset.y_test == mnist_small.y_test[:100]).all()
+    np.save(paths["y_test"], arrays["y_test"] + 10)
+    expected = r"y_test\.npy: y_test holds label 1\d; labels must lie in 0\.\.9"
+    with pytest.raises(DatasetFileError, match=expected):
+        read_npy_arrays(paths, num_classes=10)
+    np.save(paths["x_test"], np.zeros((100, 5), dtype=np.uint8))
+    with pytest.raises(DatasetFileError, match=r"x_test\.npy: x_test has shape \(100, 5\)"):
+        read_npy_arrays(paths)
+
+
+def _png_folder(root: Path, dataset, digits: tuple[int, ...], per_class: int) -> dict[int, list[int]]:
+    """Write the first `per_class` training images of each digit as PNGs under root/<digit name>/."""
+    from PIL import Image
+
+    labels = dataset.y_train.numpy()
+    rows = {digit: np.flatnonzero(labels == digit)[:per_class].tolist() for digit in digits}
+    for digit, indices in rows.items():
+        (root / f"digit_{digit}").mkdir(parents=True)
+        for i in indices:
+            image = Image.fromarray(_uint8(dataset.x_train[i : i + 1])[0])
+            image.save(root / f"digit_{digit}" / f"{i:05d}.png")
+    return rows
+
+
+def test_image_folder_reads_pngs_with_class_names_and_a_fixed_split(mnist_small, tmp_path: Path) -> None:
+    rows = _png_folder(tmp_path / "digits", mnist_small, (3, 7), per_class=20)
+    dataset = read_image_folder(tmp_path / "digits", test_fraction=0.25)
+    assert dataset.class_names == ("digit_3", "digit_7") and dataset.input_shape == (1, 28, 28)
+    assert len(dataset.x_train) == 30 and len(dataset.x_test) == 10
+    assert dataset.y_test.bincount().tolist() == [5, 5]  # 25% of each class
+    expected = torch.cat([mnist_small.x_train[rows[3]], mnist_small.x_train[rows[7]]])
+    found = torch.cat([dataset.x_train, dataset.x_test])
+    # PNG is lossless: every image comes back bit for bit (compare as sets of rows, the split reorders them)
+    assert sorted(map(bytes, (found * 255).round().byte().flatten(1).numpy())) == sorted(
+        map(bytes, (expected * 255).round().byte().flatten(1).numpy())
+    )
+    again = read_image_folder(tmp_path / "digits", test_fraction=0.25)
+    assert (again.x_test == dataset.x_test).all()  # the split is the same on every read
+
+
+def test_image_folder_keeps_the_users_train_and_test_split(mnist_small, tmp_path: Path) -> None:
+    _png_folder(tmp_path / "split" / "train", mnist_small, (0, 1, 2), per_class=4)
+    _png_folder(tmp_path / "split" / "test", mnist_small, (0, 1), per_class=2)
+    dataset = read_image_folder(tmp_path / "split")
+    assert dataset.class_names == ("digit_0", "digit_1", "digit_2")
+    assert dataset.y_train.tolist() == [0] * 4 + [1] * 4 + [2] * 4 and dataset.y_test.tolist() == [0, 0, 1, 1]
+
+
+def test_image_folder_errors_name_the_file(mnist_small, tmp_path: Path) -> None:
+    from PIL import Image
+
+    _png_folder(tmp_path / "bad", mnist_small, (0, 1), per_class=2)
+    broken = tmp_path / "bad" / "digit_1" / "broken.png"
+    broken.write_bytes(b"not a png")
+    with pytest.raises(DatasetFileError, match=r"broken\.png: unreadable image"):
+        read_image_folder(tmp_path / "bad")
+    broken.unlink()
+    Image.new("L", (32, 30)).save(tmp_path / "bad" / "digit_1" / "wide.png")
+    with pytest.raises(DatasetFileError, match=r"wide\.png: image is 32×30 \(W×H\) but the first is 28×28"):
+        read_image_folder(tmp_path / "bad")
+    resized = read_image_folder(tmp_path / "bad", image_size=[16, 20], test_fraction=0.4)
+    assert resized.input_shape == (1, 16, 20)
+    Image.new("RGB", (28, 28), (255, 0, 0)).save(tmp_path / "bad" / "digit_0" / "red.png")
+    coloured = read_image_folder(tmp_path / "bad", image_size=[28, 28], test_fraction=0.4)
+    assert coloured.input_shape == (3, 28, 28)  # one RGB image makes every image RGB
+
+
+def test_a_run_trains_on_a_folder_of_pngs(mnist_small, tmp_path: Path) -> None:
+    _png_folder(tmp_path / "digits", mnist_small, (0, 1), per_class=60)
+    run_dir = tmp_path / "run"
+    trustbench(
+        "run", "data=files_images", f"data.path={tmp_path / 'digits'}", "data.val_size=10",
+        "data.batch_size=16", "backbone=mlp", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}",
+    )
+    assert result(run_dir)["metrics"]["cls/acc"] > 0.9  # 0 versus 1 on 86 real digits; chance is 0.5

@@ -41,11 +41,13 @@ from trustbench.data.formats import (
     read_svhn_mat,
     read_tiny_imagenet,
 )
+from trustbench.data.image_folder import read_image_folder
 from trustbench.data.semi_random import semi_random_mnist
 from trustbench.data.sources import Layout, Located, locate
 from trustbench.data.synthetic import make_synthetic, make_synthetic_image
 from trustbench.data.tabular import read_adult, read_compas, read_german
-from trustbench.data.user_files import read_image_arrays
+from trustbench.data.user_files import read_image_arrays, read_npy_arrays
+from trustbench.data.user_tabular import read_tabular_csv
 
 DATASETS: dict[str, str] = {
     "mnist": "MNIST handwritten digits, 1×28×28, 10 classes, 60k train / 10k test",
@@ -289,10 +291,21 @@ def load(name: str, data_dir: str | Path) -> ArrayDataset:
 
 
 def load_configured(data: Mapping[str, Any], data_dir: str | Path) -> ArrayDataset:
-    """The dataset a `data` config names: the user's own files when it sets `path`, else a catalog name."""
-    if data.get("path"):
-        return read_image_arrays(data["path"], data.get("num_classes"), data["name"])
-    return load(data["name"], data_dir)
+    """The dataset a `data` config names: the user's own files when it sets `path`, else a catalog name.
+
+    The user's files are a CSV (``kind: tabular``), four .npy files (``x_train`` set), a folder of images
+    or a .npz archive (see :mod:`trustbench.data.user_files`).
+    """
+    if not data.get("path"):
+        return load(data["name"], data_dir)
+    if data.get("kind") == "tabular":
+        return read_tabular_csv(data)
+    if data.get("x_train"):
+        return read_npy_arrays(data, data.get("num_classes"), data["name"])
+    path = Path(data["path"]).expanduser()
+    if path.is_dir():
+        return read_image_folder(path, data.get("image_size"), data.get("test_fraction"), data["name"])
+    return read_image_arrays(path, data.get("num_classes"), data["name"])
 
 
 def clear_cache() -> None:

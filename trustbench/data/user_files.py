@@ -1,25 +1,39 @@
 """Datasets from the user's own files, so a run needs no code change to evaluate them.
 
-``data=files_images data.path=FILE.npz`` reads one NumPy archive holding ``x_train``, ``y_train``,
-``x_test`` and ``y_test``. Images may be N×H×W (grey), N×C×H×W or N×H×W×C with C in {1, 3}; uint8 pixels
-are divided by 255 (as every built-in set is) and float pixels must already lie in [0, 1]. Labels are
-integer class indices 0..K−1, K taken from ``data.num_classes`` when given, else from the largest label.
-The archive is read with ``allow_pickle=False``: an object array is refused, never unpickled.
-Every problem is one :class:`DatasetFileError` line naming the file and what is wrong.
+- ``data=files_images data.path=FILE.npz`` reads one NumPy archive holding ``x_train``, ``y_train``,
+  ``x_test`` and ``y_test``;
+- ``data=files_images data.path=FOLDER`` reads a folder of PNG/JPEG images, one sub-folder per class
+  (see :mod:`trustbench.data.image_folder`);
+- ``data=files_npy data.x_train=X.npy data.y_train=Y.npy data.x_test=... data.y_test=...`` reads four
+  ``.npy`` files, one array each;
+- ``data=files_tabular data.path=FILE.csv data.target=...`` reads a CSV (see
+  :mod:`trustbench.data.user_tabular`).
+
+Images may be N×H×W (grey), N×C×H×W or N×H×W×C with C in {1, 3}; uint8 pixels are divided by 255 (as
+every built-in set is) and float pixels must already lie in [0, 1]. Labels are integer class indices
+0..K−1, K taken from ``data.num_classes`` when given, else from the largest label. Arrays are read with
+``allow_pickle=False``: an object array is refused, never unpickled. Every problem is one
+:class:`DatasetFileError` line naming the file and what is wrong.
 """
 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.errors import DatasetFileError
 
 IMAGE_KEYS = ("x_train", "y_train", "x_test", "y_test")
+SPLIT_SEED = 20240229
+"""Seed of the split drawn for user data that has none (the tabular catalog sets' seed)."""
+TEST_FRACTION = 0.2
 CHANNELS = (1, 3)
 
 
@@ -39,6 +53,17 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         if isinstance(exc, DatasetFileError):
             raise
         raise DatasetFileError(f"{path}: not a readable .npz archive ({' '.join(str(exc).split())})") from exc
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    if path.suffix != ".npy":
+        raise DatasetFileError(f"{path}: expected a .npy file holding one array")
+    if not path.is_file():
+        raise DatasetFileError(f"{path}: no such file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DatasetFileError(f"{path}: not a readable .npy array ({' '.join(str(exc).split())})") from exc
 
 
 def _images(path: Path, key: str, images: np.ndarray) -> torch.Tensor:
@@ -73,23 +98,74 @@ def _labels(path: Path, key: str, labels: np.ndarray, rows: int, num_classes: in
     return torch.from_numpy(labels.astype(np.int64))
 
 
-def read_image_arrays(path: str | Path, num_classes: int | None = None, name: str = "files") -> ArrayDataset:
-    """The image dataset stored in the .npz archive at `path` (see the module docstring for the format)."""
-    path = Path(path).expanduser()
-    arrays = _read_npz(path)
-    x_train = _images(path, "x_train", arrays["x_train"])
-    x_test = _images(path, "x_test", arrays["x_test"])
+def _image_dataset(
+    paths: dict[str, Path], arrays: dict[str, np.ndarray], num_classes: int | None, name: str
+) -> ArrayDataset:
+    """Check and convert the four arrays; `paths[key]` is the file each came from (for error messages)."""
+    x_train = _images(paths["x_train"], "x_train", arrays["x_train"])
+    x_test = _images(paths["x_test"], "x_test", arrays["x_test"])
     if x_train.shape[1:] != x_test.shape[1:]:
         shapes = f"x_train images are {tuple(x_train.shape[1:])} but x_test images {tuple(x_test.shape[1:])}"
-        raise DatasetFileError(f"{path}: {shapes}")
+        raise DatasetFileError(f"{paths['x_test']}: {shapes}")
     if num_classes is None:
         num_classes = int(max(arrays["y_train"].max(initial=0), arrays["y_test"].max(initial=0))) + 1
     return ArrayDataset(
         name=name,
         kind="image",
         x_train=x_train,
-        y_train=_labels(path, "y_train", arrays["y_train"], len(x_train), num_classes),
+        y_train=_labels(paths["y_train"], "y_train", arrays["y_train"], len(x_train), num_classes),
         x_test=x_test,
-        y_test=_labels(path, "y_test", arrays["y_test"], len(x_test), num_classes),
+        y_test=_labels(paths["y_test"], "y_test", arrays["y_test"], len(x_test), num_classes),
         num_classes=num_classes,
     )
+
+
+def read_image_arrays(path: str | Path, num_classes: int | None = None, name: str = "files") -> ArrayDataset:
+    """The image dataset stored in the .npz archive at `path` (see the module docstring for the format)."""
+    path = Path(path).expanduser()
+    return _image_dataset(dict.fromkeys(IMAGE_KEYS, path), _read_npz(path), num_classes, name)
+
+
+def read_npy_arrays(
+    paths: Mapping[str, str | Path], num_classes: int | None = None, name: str = "files"
+) -> ArrayDataset:
+    """The image dataset in four .npy files: `paths` maps each of x_train, y_train, x_test, y_test to one."""
+    files = {key: Path(paths[key]).expanduser() for key in IMAGE_KEYS}
+    return _image_dataset(files, {key: _read_npy(files[key]) for key in IMAGE_KEYS}, num_classes, name)
+
+
+def user_data_files(data: Mapping[str, Any]) -> list[Path]:
+    """Every file a user-data config reads (a folder's image files included), for the model store's digest."""
+    if data.get("x_train"):
+        return [Path(data[key]).expanduser() for key in IMAGE_KEYS]
+    path = Path(data["path"]).expanduser()
+    if path.is_dir():
+        return sorted(file for file in path.rglob("*") if file.is_file())
+    return [path]
+
+
+EVALUATION_ONLY_KEYS = ("ood", "ood_benchmark", "suites", "val_size", "batch_size", "normalize", "augment")
+"""Data config keys that do not change what is read from the user's files (the model store keys the
+training-only ones itself)."""
+
+
+def user_data_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a user-data config that change the dataset read from its files (for the model store):
+    every key but the file paths (the store digests the files' bytes, so a copy elsewhere is the same data)
+    and :data:`EVALUATION_ONLY_KEYS`, as plain values."""
+    settings = OmegaConf.to_container(data, resolve=True) if isinstance(data, DictConfig) else dict(data)
+    skipped = {"path", *IMAGE_KEYS, *EVALUATION_ONLY_KEYS}
+    return {key: value for key, value in settings.items() if key not in skipped}
+
+
+def seeded_test_rows(labels: np.ndarray, fraction: float, seed: int = SPLIT_SEED) -> np.ndarray:
+    """A fixed split for the user's data without one: a boolean mask putting round(`fraction`·n) rows of each
+    label value in the test split, chosen by a permutation drawn from `seed` (the same on every machine)."""
+    if not 0 < fraction < 1:
+        raise DatasetFileError(f"test_fraction={fraction} must lie strictly between 0 and 1")
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        is_test[rng.permutation(rows)[: round(fraction * len(rows))]] = True
+    return is_test

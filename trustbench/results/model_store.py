@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from trustbench.data.user_files import user_data_files, user_data_settings
 from trustbench.fingerprint import fingerprint_config
 from trustbench.results.record import write_bytes_atomically
 
@@ -33,8 +34,9 @@ def training_recipe(cfg: DictConfig) -> dict[str, Any]:
     method = cfg.method
     scheduler = OmegaConf.to_container(method.scheduler, resolve=True) if method.get("scheduler") else None
     data = {key: OmegaConf.to_container(cfg.data, resolve=True).get(key) for key in TRAINING_DATA_KEYS}
-    if cfg.data.get("path"):  # a user's own file: two files under one data config must not share weights
-        data["file_sha256"] = file_digest(Path(cfg.data.path))
+    if cfg.data.get("path"):  # a user's own files: two datasets under one data config must not share weights
+        data["file_sha256"] = [file_digest(path) for path in user_data_files(cfg.data)]
+        data["reading"] = user_data_settings(cfg.data)  # e.g. a CSV's target and categorical columns
     return {
         "data": data,
         "backbone": OmegaConf.to_container(cfg.backbone, resolve=True),
