@@ -52,6 +52,11 @@ def check_choices(cfg: DictConfig) -> None:
             "names none; use data with groups (adult, compas, german, celeba, mnist_semi_random) or set "
             "data.protected"
         )
+    if cfg.method.get("needs_dropout") and not 0 < (cfg.backbone.net.get("dropout") or 0) < 1:
+        raise ConfigError(
+            f"method {cfg.method.name!r} samples dropout at test time, but backbone.net.dropout="
+            f"{cfg.backbone.net.get('dropout')}; allowed: 0 < backbone.net.dropout < 1 (the method sets 0.1)"
+        )
     if cfg.data.get("num_classes") is not None:
         _check_binary(cfg, cfg.data.name, cfg.data.num_classes)
 

@@ -28,11 +28,16 @@ class LeNet(Backbone):
     Modern form of the paper's network: ReLU instead of scaled tanh, max-pooling instead of trainable
     subsampling, full connections from S2 to C3, and a linear head in place of the RBF output units.
     A 3×32×32 input gives 16 maps of 6×6, so the first fc layer is sized from `input_shape`.
+
+    Dropout(p) on the 84-d features, before the head, is where Gal & Ghahramani (ICML 2016) put it in
+    their MNIST LeNet: before the last fully connected layer, the usual place in convnets. It is an
+    identity at the default p=0 and what MC dropout samples when p>0. Dropout after every conv (their
+    "lenet-all" variant, Gal & Ghahramani 2015) is not offered.
     """
 
     input_kind: ClassVar[Literal["image", "vector"]] = "image"
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         channels, height, width = require_image_shape("LeNet", input_shape, min_side=_MIN_SIDE)
         self.conv = nn.Sequential(
@@ -46,8 +51,9 @@ class LeNet(Backbone):
         )
         flat_dim = 16 * _side_after_convs(height) * _side_after_convs(width)
         self.fc = nn.Sequential(nn.Linear(flat_dim, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
+        self.dropout = nn.Dropout(dropout)
         self.feature_dim = 84
         self.head = nn.Linear(84, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(x))
+        return self.dropout(self.fc(self.conv(x)))

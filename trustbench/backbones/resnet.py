@@ -51,11 +51,15 @@ class ResNet18(Backbone):
 
     Features are the 512-d pooled activations. Global pooling makes any input side >= 1 work; 32×32
     images reach the pool as 4×4 maps, as in the reference.
+
+    Dropout(p) on the pooled features, before the head, is an identity at the default p=0 and what MC
+    dropout samples when p>0: dropout before the last weight layer, as Gal & Ghahramani (ICML 2016) apply
+    it to networks trained without dropout in their residual blocks (the reference ResNet has none).
     """
 
     input_kind: ClassVar[Literal["image", "vector"]] = "image"
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int) -> None:
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         channels, _, _ = require_image_shape("ResNet18", input_shape)
         layers: list[nn.Module] = [conv3x3(channels, _WIDTHS[0]), nn.BatchNorm2d(_WIDTHS[0]), nn.ReLU()]
@@ -67,8 +71,9 @@ class ResNet18(Backbone):
                 channels = width
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
         self.feature_dim = channels
         self.head = nn.Linear(channels, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self.dropout(self.body(x))

@@ -130,9 +130,14 @@ class SpectralResNet18(ResNet18):
     """
 
     def __init__(
-        self, input_shape: tuple[int, ...], num_classes: int, coeff: float = 3.0, n_power_iterations: int = 1
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        dropout: float = 0.0,
+        coeff: float = 3.0,
+        n_power_iterations: int = 1,
     ) -> None:
-        super().__init__(input_shape, num_classes)
+        super().__init__(input_shape, num_classes, dropout=dropout)
         apply_spectral_norm(self, coeff, n_power_iterations)
 
 

@@ -51,6 +51,8 @@ class WideResNet(Backbone):
     """WRN-depth-k: features are the 64·k-d globally pooled output of the final BN-ReLU.
 
     `depth` must be 6n + 4 (n blocks per group); WRN-28-10 with dropout 0.3 is the paper's CIFAR model.
+    The same in-block dropout is what MC dropout samples; uncertainty-baselines' MC dropout WRN-28-10
+    (baselines/cifar/dropout.py) keeps it in the residual branches at rate 0.1.
     Global pooling makes any input side >= 1 work; 32×32 images reach the pool as 8×8 maps.
     """
 

@@ -3,7 +3,9 @@
 Source: Gal & Ghahramani, "Dropout as a Bayesian Approximation: Representing Model Uncertainty in Deep
 Learning", ICML 2016. Training is plain ERM with the backbone's dropout; at prediction time only the dropout
 layers sample (batch norm keeps its running statistics), giving T predictive distributions p_t whose mean
-p̄ is the prediction.
+p̄ is the prediction. `method=mc_dropout` sets `backbone.net.dropout=0.1` on whichever backbone is composed
+(configs/method/base/backbone_dropout.yaml; uncertainty-baselines' rate), and each backbone's docstring says
+where its dropout sits: before the head or between hidden layers, as Gal & Ghahramani place it.
 
 The scores over sampled predictive distributions live here and deep ensembles reuse them, in nats with
 higher = more uncertain:
