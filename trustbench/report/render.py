@@ -23,11 +23,12 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from trustbench.report.conventions import describe, family_of_key, family_of_plot, family_order, family_title
 from trustbench.results.record import CONFIG_FILE, read_result
-from trustbench.results.table import _cell, collect_runs, select_metrics, summarize
+from trustbench.results.table import _cell, collect_runs, config_value, select_metrics, summarize
 
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
 DIGITS = 4
+TITLE_KEYS = ("method", "data", "backbone")
 
 
 def render_report(paths: Sequence[Path], by: Sequence[str] = ("method", "data")) -> str:
@@ -93,7 +94,7 @@ def _run_page(run_dir: Path, run: pd.Series) -> dict[str, Any]:
         )
     return {
         "kind": "run",
-        "title": f"trustbench report: {run_dir.name}",
+        "title": _run_title(config, run_dir),
         "run_dir": str(run_dir),
         "status": run["status"],
         "error": _first_line(run.get("error")),
@@ -133,7 +134,7 @@ def _sweep_page(runs: pd.DataFrame, by: list[str]) -> dict[str, Any]:
     failed = runs[runs["status"] != "ok"]
     return {
         "kind": "sweep",
-        "title": f"trustbench report: {len(runs)} runs",
+        "title": f"{len(runs)} runs",
         "by": by,
         "sections": sections,
         "total": len(runs),
@@ -142,6 +143,12 @@ def _sweep_page(runs: pd.DataFrame, by: list[str]) -> dict[str, Any]:
             for r in failed.itertuples()
         ],
     }
+
+
+def _run_title(config: dict[str, Any], run_dir: Path) -> str:
+    """'method · data · backbone' of the run's config, else the directory's name."""
+    names = [config_value(config, key) for key in TITLE_KEYS]
+    return " · ".join(str(name) for name in names if name is not None) or run_dir.name
 
 
 def _record_or_empty(run_dir: Path) -> dict[str, Any]:
