@@ -29,6 +29,7 @@ from trustbench.results.display import print_metrics
 from trustbench.results.model_store import load_weights, save_weights, stored_model_path
 from trustbench.results.rundir import CHECKPOINT_DIR, last_checkpoint, prepare_run_dir
 from trustbench.runner import is_rank_zero
+from trustbench.user_model import load_user_checkpoint
 
 log = logging.getLogger("trustbench")
 
@@ -89,7 +90,10 @@ def fit(cfg: DictConfig, run_dir: Path) -> FittedRun | None:
     trained = _trained_weights(cfg)
     if trained is not None:
         log.info("reusing the trained classifier %s (post-hoc methods never retrain)", trained)
-        load_weights(module, trained)
+        if cfg.method.get("checkpoint"):  # the user's own model: TorchScript, a state dict or our .ckpt
+            load_user_checkpoint(module, trained, dataset.input_shape, dataset.num_classes)
+        else:
+            load_weights(module, trained)
         step = 0
     else:
         trainer = train(cfg, module, datamodule, loggers, run_dir, checkpoint)
