@@ -17,12 +17,17 @@ from trustbench.methods.base import Prediction, TrustModule
 
 @torch.inference_mode()
 def predict_all(module: TrustModule, x: torch.Tensor, batch_size: int) -> Prediction:
-    """The module's predictions on all of `x`, batch by batch, in evaluation mode, on the module's device."""
+    """The module's predictions on all of `x`, batch by batch, in evaluation mode, on the module's device.
+
+    Probabilities come back as float32; the uncertainty as float32 or, when the method gives float64 (DDU's
+    density spans many orders of magnitude), float64, so distinct scores stay distinct for the metrics.
+    """
     module.eval()
     parts = [module.predict(x[i : i + batch_size].to(module.device)) for i in range(0, len(x), batch_size)]
+    uncertainty = torch.cat([p.uncertainty for p in parts]).cpu()
     return Prediction(
         probs=torch.cat([p.probs for p in parts]).float().cpu(),
-        uncertainty=torch.cat([p.uncertainty for p in parts]).float().cpu(),
+        uncertainty=uncertainty.to(torch.promote_types(uncertainty.dtype, torch.float32)),
     )
 
 

@@ -11,15 +11,24 @@ github.com/omegafragger/DDU (`gmm_fit` and `get_embeddings` in utils/gmm_utils.p
   covariance Σ_c = Xᵀ X / (n_c − 1) of the centred features X;
 - the covariances are made positive definite by the reference's jitter search: the first ε of
   0, the smallest normal float64, 1e-308, 1e-307, ..., 1e-1 for which every Σ_c + ε I has a Cholesky
-  factor; the same ε serves all classes;
+  factor; the same ε serves all classes. **Departure:** positive candidates below the rounding floor
+  δ = D · u · max_c,i Σ_c,ii (u the float64 unit roundoff, D the feature dimension) are skipped. Adding less
+  than δ changes no variance that float64 can tell from zero, so such an ε only ever "succeeds" on
+  directions of zero variance (ReLU units dead on a class, common in a barely trained network) and gives
+  them a precision of up to 1/ε ≈ 1e308: one such unit, slightly active on a test point, sends −log q to
+  1e302 or to float64 infinity. From δ up, precisions stay about 1/δ, so −log q is finite in float64 for
+  every finite feature vector (an ε found this way is reported as ``ddu/jitter`` like any other);
 - predictions are the softmax of the classifier head (aleatoric, and what accuracy and calibration see);
   the epistemic uncertainty is the negative log feature density −log q(z) = −logsumexp_c log N(z; μ_c, Σ_c),
   the reference's `logsumexp` of the per-class log densities. As there, classes are weighted equally (no
   log class prior is added), so this is the mixture density up to the constant log K.
 
 Scores, higher = more uncertain: ``density`` (the default, −log q(z) in nats) and ``entropy`` (the softmax
-entropy, the paper's aleatoric measure). Before `fit_posthoc` the Gaussians are placeholders (μ_c = 0,
-Σ_c = I), so density scores are meaningless until the runner has fitted them.
+entropy, the paper's aleatoric measure). The density is returned in float64 and stays float64 through the
+metrics (`predict_all` keeps a method's float64): −log q ranges over many orders of magnitude, where
+float32 would overflow to inf (it stops at 3.4e38) or merge distinct scores into ties that change the
+AUROC. Before `fit_posthoc` the Gaussians are placeholders (μ_c = 0, Σ_c = I), so density scores are
+meaningless until the runner has fitted them.
 """
 
 from __future__ import annotations
@@ -47,8 +56,9 @@ def class_gaussians(
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Class means (K×D), Cholesky factors of the jittered class covariances (K×D×D) and the jitter ε.
 
-    Computed in float64. Raises ValueError when a class has fewer than two examples (its unbiased
-    covariance is undefined) or when no candidate jitter makes every covariance positive definite.
+    Computed in float64; ε is the first of :data:`JITTERS` that is 0 or at least :func:`jitter_floor` and
+    gives every class a Cholesky factor. Raises ValueError when a class has fewer than two examples (its
+    unbiased covariance is undefined) or when no such jitter exists.
     """
     features = features.to(torch.float64)
     counts = torch.bincount(labels, minlength=num_classes)
@@ -61,7 +71,8 @@ def class_gaussians(
     centred = [features[labels == c] - means[c] for c in range(num_classes)]
     covariances = torch.stack([x.T @ x / (len(x) - 1) for x in centred])
     identity = torch.eye(features.shape[1], dtype=torch.float64, device=features.device)
-    for jitter in JITTERS:
+    floor = jitter_floor(covariances)
+    for jitter in (0.0, *(candidate for candidate in JITTERS if candidate >= floor > 0)):
         scale_tril, info = torch.linalg.cholesky_ex(covariances + jitter * identity)
         if not bool(info.any()):
             return means, scale_tril, jitter
@@ -69,6 +80,16 @@ def class_gaussians(
         f"no jitter up to {JITTERS[-1]} makes DDU's class covariances positive definite; the features are "
         "degenerate (e.g. non-finite or constant), so check the training run."
     )
+
+
+def jitter_floor(covariances: torch.Tensor) -> float:
+    """δ = D · u · (largest variance of any class), u the float64 unit roundoff: the smallest positive
+    jitter worth trying (module docstring). 0 when every variance is 0 or one is not finite, so that only
+    ε = 0 is tried and such degenerate features are refused."""
+    largest_variance = covariances.diagonal(dim1=1, dim2=2).max().item()
+    if not math.isfinite(largest_variance):
+        return 0.0
+    return covariances.shape[-1] * torch.finfo(torch.float64).eps / 2 * largest_variance
 
 
 def gaussian_log_densities(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
@@ -128,8 +149,9 @@ class DDU(TrustModule):
     def predict(self, x: torch.Tensor) -> Prediction:
         features = self.backbone.features(x)
         probs = self.backbone.head(features).softmax(dim=1)
-        uncertainty = -self.log_density(features) if self.score == "density" else entropy_score(probs)
-        return Prediction(probs=probs, uncertainty=uncertainty.to(probs.dtype))
+        if self.score == "density":
+            return Prediction(probs=probs, uncertainty=-self.log_density(features))
+        return Prediction(probs=probs, uncertainty=entropy_score(probs).to(probs.dtype))
 
     @torch.no_grad()
     def fit_gaussians(self, x_train: torch.Tensor, y_train: torch.Tensor, batch_size: int = 1024) -> float:
