@@ -15,8 +15,8 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import ModelCheckpoint
 
+from trustbench.checkpointing import EpochEndCheckpoint
 from trustbench.config import check_choices, check_dataset
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import load_configured
@@ -24,10 +24,11 @@ from trustbench.data.loaders import TensorDataModule
 from trustbench.errors import ConfigError
 from trustbench.evaluation import evaluate
 from trustbench.evaluation.context import EvaluationContext
+from trustbench.loggers import KeepEpochRow, continue_csv_logs, log_config
 from trustbench.methods.base import TrustModule
 from trustbench.results.display import print_metrics
 from trustbench.results.model_store import load_weights, save_weights, stored_model_path
-from trustbench.results.rundir import CHECKPOINT_DIR, last_checkpoint, prepare_run_dir
+from trustbench.results.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, last_checkpoint, prepare_run_dir
 from trustbench.runner import is_rank_zero
 from trustbench.user_model import load_user_checkpoint
 
@@ -115,9 +116,22 @@ def train(
     run_dir: Path,
     checkpoint: Path | None,
 ) -> pl.Trainer:
-    """Train `module` with the configured Trainer, resuming from `checkpoint` if given."""
-    checkpointing = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, save_last=True, save_top_k=0)
-    trainer = build_trainer(cfg, logger=loggers, callbacks=[checkpointing], default_root_dir=str(run_dir))
+    """Train `module` with the configured Trainer, resuming from `checkpoint` if given.
+
+    A resumable checkpoint is saved at every epoch end by EpochEndCheckpoint, which takes the place of
+    Lightning's default ModelCheckpoint (that one would write a second copy of the weights under the
+    logger's directory).
+    """
+    if checkpoint is not None and is_rank_zero():
+        continue_csv_logs(loggers, checkpoint)
+    log_config(loggers, cfg)
+    checkpointing = EpochEndCheckpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
+    trainer = build_trainer(
+        cfg,
+        logger=loggers,
+        callbacks=[KeepEpochRow(), checkpointing],  # the row is kept before the checkpoint is saved
+        default_root_dir=str(run_dir),
+    )
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
     return trainer
 
