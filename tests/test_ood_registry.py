@@ -64,7 +64,7 @@ def test_grids_drop_candidates_the_training_data_cannot_support() -> None:
     assert KNN.hparam_grid() == {"k": [50, 100, 200, 500, 1000]}
     assert KNN.hparam_grid(train) == {"k": [50, 100, 200]}
     assert ViM.hparam_grid() == {"dim": [256, 1000]}
-    assert ViM.hparam_grid(train) == {"dim": [8]}
+    assert ViM.hparam_grid(train) == {"dim": [2, 4, 8, 12]}  # N/8, N/4, N/2, 3N/4 of N = 16
 
 
 @pytest.mark.parametrize(("feature_dim", "expected"), [(16, 8), (512, 256), (768, 512), (2048, 1000)])

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from trustbench.data.loaders import TensorDataModule
+from trustbench.errors import ConfigError
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.methods.ood.cache import FeatureCache
 from trustbench.methods.ood.detector import DETECTORS, Detector, Features, NetworkDetector, build
@@ -69,11 +71,11 @@ def evaluate_ood(context: EvaluationContext) -> dict[str, float]:
     head = backbone.head if detector_cls.needs_head else None
     score = DetectorScorer(context)
 
-    train = cache.features(datamodule.x_train, datamodule.y_train)
+    fit_on = _fit_features(detector_cls, cache, datamodule)
     test = cache.features(datamodule.x_test, datamodule.y_test)
     fixed = OmegaConf.to_container(detector_cfg.hparams, resolve=True) if detector_cfg.get("hparams") else {}
-    hparams, val_auroc = _tune(context, detector_cls, fixed, train, head, cache, score, benchmark.val)
-    detector = build(detector_cls.name, **hparams).fit(train, head=head)
+    hparams, val_auroc = _tune(context, detector_cls, fixed, fit_on, head, cache, score, benchmark.val)
+    detector = build(detector_cls.name, **hparams).fit(fit_on, head=head)
 
     id_scores = score(detector, test, datamodule.x_test)
     metrics = {"cls/acc": float((test.logits.argmax(dim=1) == datamodule.y_test).float().mean())}
@@ -94,18 +96,32 @@ def evaluate_ood(context: EvaluationContext) -> dict[str, float]:
     return metrics
 
 
+def _fit_features(
+    detector_cls: type[Detector], cache: FeatureCache, datamodule: TensorDataModule
+) -> Features:
+    """The ID features the detector fits on, per its `fit_split`: the training or whole validation split."""
+    if detector_cls.fit_split == "train":
+        return cache.features(datamodule.x_train, datamodule.y_train)
+    if not len(datamodule.x_val):
+        raise ConfigError(
+            f"OOD detector {detector_cls.name!r} fits on the ID validation split, which is empty "
+            "(data.val_size=0); set data.val_size above 0"
+        )
+    return cache.features(datamodule.x_val, datamodule.y_val)
+
+
 def _tune(
     context: EvaluationContext,
     detector_cls: type[Detector],
     fixed: dict[str, Any],
-    train: Features,
+    fit_on: Features,
     head: torch.nn.Linear | None,
     cache: FeatureCache,
     score: DetectorScorer,
     val_set: str,
 ) -> tuple[dict[str, Any], float | None]:
     """The candidate with the best validation AUROC (first one on ties), and that AUROC."""
-    candidates = candidate_hparams(detector_cls, fixed, train)
+    candidates = candidate_hparams(detector_cls, fixed, fit_on)
     if not context.cfg.method.detector.get("tune", True) or len(candidates) <= 1:
         return (candidates[0] if candidates else fixed), None
     rows = context.cfg.method.detector.get("tune_rows", 2000)
@@ -115,7 +131,7 @@ def _tune(
     val_ood = cache.features(x_val_ood)
     best, best_auroc = candidates[0], -1.0
     for candidate in candidates:
-        detector = build(detector_cls.name, **candidate).fit(train, head=head)
+        detector = build(detector_cls.name, **candidate).fit(fit_on, head=head)
         auroc = ood_metrics(score(detector, val_id, x_val), score(detector, val_ood, x_val_ood))["auroc"]
         if auroc > best_auroc:
             best, best_auroc = candidate, auroc

@@ -1,9 +1,10 @@
 """The contract every post-hoc OOD detector keeps, and the registry that builds them by config name.
 
-Convention (after pytorch-ood): ``fit`` sees in-distribution training data once; ``score`` returns one
-number per example where **higher means more out-of-distribution**. Detectors that score confidence in
-their paper return its negation. Most detectors work on cached :class:`Features` so a sweep runs the
-network once; :class:`NetworkDetector` subclasses (ODIN) need the inputs and run the model themselves.
+Convention (after pytorch-ood): ``fit`` sees in-distribution data once (the training split, or the
+validation split for a detector whose `fit_split` is "val"); ``score`` returns one number per example where
+**higher means more out-of-distribution**. Detectors that score confidence in their paper return its
+negation. Most detectors work on cached :class:`Features` so a sweep runs the network once;
+:class:`NetworkDetector` subclasses (ODIN) need the inputs and run the model themselves.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from torch import Tensor, nn
 
@@ -43,10 +44,13 @@ class Detector(ABC):
 
     Subclasses set `name` (the config name; defining it registers the class in :data:`DETECTORS`),
     `needs_features` (uses penultimate features), `needs_head` (uses the classifier's last linear
-    layer, passed to ``fit``) and `needs_network` (must run the model on inputs itself).
+    layer, passed to ``fit``), `needs_network` (must run the model on inputs itself) and `fit_split`
+    (the ID split the runner passes to ``fit``: "train", or "val" where the reference fits on validation
+    data).
     """
 
     name: ClassVar[str]
+    fit_split: ClassVar[Literal["train", "val"]] = "train"
     needs_features: ClassVar[bool] = False
     needs_head: ClassVar[bool] = False
     needs_network: ClassVar[bool] = False

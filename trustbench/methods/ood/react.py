@@ -1,9 +1,13 @@
 """ReAct (Sun, Guo & Li, "ReAct: Out-of-distribution Detection With Rectified Activations", NeurIPS 2021).
 
-Penultimate activations are clipped from above at c, the `percentile`-th percentile of all training
-activation values (every unit of every training example pooled, as OpenOOD does), the logits are
+Penultimate activations are clipped from above at c, the `percentile`-th percentile of the activation
+values of the ID **validation** split (every unit of every validation example pooled), the logits are
 recomputed with the head, and the energy −logsumexp(head(min(f, c))) is the score: higher = more OOD.
-Default p = 90 (the paper's choice and OpenOOD v1.5's); the grid is OpenOOD v1.5's `percentile_list`.
+The validation split is what both references use: OpenOOD v1.5's `ReactPostprocessor.setup` reads
+`id_loader_dict['val']`, and the paper's `compute_threshold.py` reads ImageNet's validation loader
+(stopping after about 2,000 images; we take the whole validation split, as OpenOOD). `fit_split = "val"`
+tells the runner to pass validation features to ``fit``. Default p = 90 (the paper's choice and OpenOOD
+v1.5's); the grid is OpenOOD v1.5's `percentile_list`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from trustbench.methods.ood.energy import ShapedFeatureEnergy
 
 
 class ReAct(ShapedFeatureEnergy):
-    """Energy after clipping activations at the training set's `percentile`-th percentile."""
+    """Energy after clipping activations at the ID validation split's `percentile`-th percentile."""
 
     name = "react"
+    fit_split = "val"
 
     def __init__(self, percentile: float = 90.0) -> None:
         super().__init__()
@@ -28,6 +33,7 @@ class ReAct(ShapedFeatureEnergy):
         self._threshold: float | None = None
 
     def fit(self, train: Features, head: nn.Linear | None = None) -> ReAct:
+        """Take c from `train`, which the runner fills with the ID validation split (`fit_split`)."""
         super().fit(train, head)
         # numpy's linear-interpolation percentile, as OpenOOD; torch.quantile caps its input size.
         activations = self._require_features(train).detach().cpu().numpy().ravel()

@@ -13,7 +13,11 @@ returns the negation as confidence).
 
 `dim` (the paper's D) defaults by feature dimension N: 1000 if N ≥ 2048 and 512 otherwise (the ViM
 reference code's rule), and N/2 when N ≤ 512 (OpenOOD v1.5 uses 256 for ResNet-18's 512 features).
-The grid is OpenOOD v1.5's `dim_list` [256, 1000], keeping only values below N.
+
+The tuning grid is relative to N: N/8, N/4, N/2 and 3N/4 (rounded), together with OpenOOD v1.5's absolute
+`dim_list` values 256 and 1000, keeping those in [1, N). OpenOOD's list alone has nothing below 256, so
+a small network (LeNet's N = 84) was never tuned although its AUROC depends strongly on D; for N = 512 the
+grid is [64, 128, 256, 384] and for N = 2048 it is [256, 512, 1000, 1024, 1536], OpenOOD's values included.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from torch import Tensor, nn
 
 from trustbench.methods.ood.detector import Detector, Features, HparamGrid
 
-DIM_CANDIDATES = [256, 1000]
+OPENOOD_DIMS = (256, 1000)
+DIM_FRACTIONS = (1 / 8, 1 / 4, 1 / 2, 3 / 4)
 
 
 def default_principal_dim(feature_dim: int) -> int:
@@ -33,6 +38,12 @@ def default_principal_dim(feature_dim: int) -> int:
     if feature_dim > 512:
         return 512
     return max(feature_dim // 2, 1)
+
+
+def principal_dim_grid(feature_dim: int) -> list[int]:
+    """Candidate principal dimensions for N-dimensional features, ascending (module docstring)."""
+    candidates = {round(fraction * feature_dim) for fraction in DIM_FRACTIONS} | set(OPENOOD_DIMS)
+    return sorted(dim for dim in candidates if 1 <= dim < feature_dim)
 
 
 class ViM(Detector):
@@ -78,6 +89,6 @@ class ViM(Detector):
     @classmethod
     def hparam_grid(cls, train: Features | None = None) -> HparamGrid:
         if train is None or train.features is None:
-            return {"dim": list(DIM_CANDIDATES)}
+            return {"dim": list(OPENOOD_DIMS)}
         feature_dim = train.features.shape[1]
-        return {"dim": [d for d in DIM_CANDIDATES if d < feature_dim] or [default_principal_dim(feature_dim)]}
+        return {"dim": principal_dim_grid(feature_dim) or [default_principal_dim(feature_dim)]}
