@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,13 @@ def test_wrong_shape_and_missing_array_name_the_file(tmp_path: Path) -> None:
     np.savez(path, x_train=np.zeros((4, 64), dtype=np.uint8), y_train=np.zeros(4, dtype=np.int64))
     with pytest.raises(DatasetFileError, match=r"flat\.npz: missing array\(s\) x_test, y_test"):
         read_image_arrays(path)
-    np.savez(path, x_train=np.zeros((4, 64)), y_train=np.zeros(4, dtype=np.int64), x_test=np.zeros((4, 64)),
-             y_test=np.zeros(4, dtype=np.int64))
+    np.savez(
+        path,
+        x_train=np.zeros((4, 64)),
+        y_train=np.zeros(4, dtype=np.int64),
+        x_test=np.zeros((4, 64)),
+        y_test=np.zeros(4, dtype=np.int64),
+    )
     with pytest.raises(DatasetFileError, match=r"flat\.npz: x_train has shape \(4, 64\)"):
         read_image_arrays(path)
 
@@ -61,8 +67,14 @@ def test_wrong_shape_and_missing_array_name_the_file(tmp_path: Path) -> None:
 def test_a_run_trains_and_evaluates_on_a_users_npz(mnist_npz: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     trustbench(
-        "run", "data=files_images", f"data.path={mnist_npz}", "data.val_size=100", "data.batch_size=32",
-        "backbone=mlp", "trainer.max_epochs=5", f"hydra.run.dir={run_dir}",
+        "run",
+        "data=files_images",
+        f"data.path={mnist_npz}",
+        "data.val_size=100",
+        "data.batch_size=32",
+        "backbone=mlp",
+        "trainer.max_epochs=5",
+        f"hydra.run.dir={run_dir}",
     )
     record = result(run_dir)
     assert record["status"] == "ok"
@@ -187,7 +199,53 @@ def test_a_run_trains_on_a_folder_of_pngs(mnist_small, tmp_path: Path) -> None:
     _png_folder(tmp_path / "digits", mnist_small, (0, 1), per_class=60)
     run_dir = tmp_path / "run"
     trustbench(
-        "run", "data=files_images", f"data.path={tmp_path / 'digits'}", "data.val_size=10",
-        "data.batch_size=16", "backbone=mlp", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}",
+        "run",
+        "data=files_images",
+        f"data.path={tmp_path / 'digits'}",
+        "data.val_size=10",
+        "data.batch_size=16",
+        "backbone=mlp",
+        "trainer.max_epochs=3",
+        f"hydra.run.dir={run_dir}",
     )
     assert result(run_dir)["metrics"]["cls/acc"] > 0.9  # 0 versus 1 on 86 real digits; chance is 0.5
+
+
+def test_a_folder_npy_or_npz_is_an_ood_set_adapted_to_the_id_shape(mnist_small, tmp_path: Path) -> None:
+    from trustbench.data.ood_sets import adapt_to_shape, build_ood_inputs
+
+    rows = _png_folder(tmp_path / "ood", mnist_small, (4,), per_class=6)
+    pixels = _uint8(mnist_small.x_train[rows[4]])
+    np.save(tmp_path / "ood.npy", pixels)
+    np.savez(tmp_path / "ood.npz", x_test=pixels, labels=np.zeros(6))
+    reference = adapt_to_shape(mnist_small.x_train[rows[4]], (3, 32, 32))
+    id_dataset = catalog.load("synthetic_image", tmp_path)  # 1×12×12 images
+    for spec in (f"file:{tmp_path / 'ood.npy'}", f"file:{tmp_path / 'ood.npz'}"):
+        inputs = build_ood_inputs(spec, id_dataset, tmp_path)
+        assert inputs.shape == (6, 1, 12, 12)
+        assert torch.allclose(inputs, adapt_to_shape(mnist_small.x_train[rows[4]], (1, 12, 12)))
+    rgb_id = dataclasses.replace(id_dataset, x_train=reference, x_test=reference)
+    from_folder = build_ood_inputs(f"file:{tmp_path / 'ood'}", rgb_id, tmp_path)
+    assert from_folder.shape == (6, 3, 32, 32)  # PNGs resized on reading, grey repeated to RGB
+    with pytest.raises(DatasetFileError, match=r"ood\.npz: holds a, b; an OOD archive needs x_test"):
+        np.savez(tmp_path / "ood.npz", a=pixels, b=pixels)
+        build_ood_inputs(f"file:{tmp_path / 'ood.npz'}", id_dataset, tmp_path)
+
+
+def test_a_run_evaluates_a_users_folder_as_an_ood_set(mnist_npz: Path, mnist_small, tmp_path: Path) -> None:
+    _png_folder(tmp_path / "shoes", catalog.load("fashion_mnist", tmp_path), (7,), per_class=50)
+    run_dir = tmp_path / "run"
+    trustbench(
+        "run",
+        "method=msp",
+        "data=files_images",
+        f"data.path={mnist_npz}",
+        "data.val_size=100",
+        "backbone=mlp",
+        "trainer.max_epochs=3",
+        f"data.ood_benchmark.far=[noise_uniform,file:{tmp_path / 'shoes'}]",
+        f"paths.output_dir={tmp_path}",
+        f"hydra.run.dir={run_dir}",
+    )
+    metrics = result(run_dir)["metrics"]
+    assert 0.5 < metrics[f"ood/file:{tmp_path / 'shoes'}/auroc"] <= 1.0  # real sneakers against digits

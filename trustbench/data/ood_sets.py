@@ -1,7 +1,11 @@
 """Out-of-distribution inputs for an image dataset, shaped like its inputs: float32 N×C×H×W in [0, 1].
 
 An OOD set is named either after a catalog dataset, whose TEST split is adapted to the in-distribution
-(ID) input shape, or after one of :data:`DERIVED_OOD_SETS`, built from the ID data or from noise.
+(ID) input shape, or after one of :data:`DERIVED_OOD_SETS`, built from the ID data or from noise, or is the
+user's own file written ``file:PATH`` (:data:`FILE_PREFIX`): a folder of PNG/JPEG images (every image
+under it, any depth), a .npy array of images, or a .npz archive's ``x_test`` (or its only array), adapted
+to the ID shape like a catalog set. In an override: ``data.ood=[svhn,file:/data/my_ood]``; metric keys
+carry the name as written (``ood/file:/data/my_ood/auroc``).
 
 Adapting a catalog set (OpenOOD v1.5 likewise resizes every OOD image to the ID size):
 
@@ -43,7 +47,10 @@ from torch import Tensor
 
 from trustbench.data import catalog
 from trustbench.data.arrays import ArrayDataset
+from trustbench.data.errors import DatasetFileError
+from trustbench.data.image_folder import image_files, read_images
 from trustbench.data.loaders import named_generator
+from trustbench.data.user_files import read_image_file
 
 DERIVED_OOD_SETS: dict[str, str] = {
     "noise_gaussian": "pixels i.i.d. N(0.5, 1) clipped to [0, 1] (ODIN), as many as the ID test split",
@@ -51,6 +58,9 @@ DERIVED_OOD_SETS: dict[str, str] = {
     "corrupted": "ID test split blurred (σ=1), contrast ×0.15, noise σ=0.1 (CIFAR-10-C severity 5)",
     "permuted": "last N_test ID train images, pixels shuffled per image; for validation, not testing",
 }
+
+FILE_PREFIX = "file:"
+"""Marks an OOD set read from the user's file or folder, e.g. ``file:/data/crops.npz``."""
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights of R, G, B."""
@@ -64,6 +74,17 @@ def ood_set_names() -> list[str]:
     """Every name :func:`build_ood_inputs` accepts: image catalog datasets, then derived sets."""
     images = [name for name in catalog.DATASETS if catalog.dataset_kind(name) == "image"]
     return [*images, *DERIVED_OOD_SETS]
+
+
+def read_ood_file(path: Path, shape: tuple[int, int, int]) -> Tensor:
+    """The user's OOD images at `path` (folder, .npy or .npz; see the module doc), adapted to `shape`."""
+    path = path.expanduser()
+    if path.is_dir():
+        files = image_files(path)
+        if not files:
+            raise DatasetFileError(f"{path}: no .png, .jpg or .jpeg images in this folder or below")
+        return adapt_to_shape(read_images(files, image_size=shape[1:]), shape)
+    return adapt_to_shape(read_image_file(path), shape)
 
 
 def _image_shape(shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
@@ -166,17 +187,22 @@ _DERIVED: dict[str, Callable[[ArrayDataset, int], Tensor]] = {
 def build_ood_inputs(name: str, id_dataset: ArrayDataset, data_dir: str | Path, seed: int = 0) -> Tensor:
     """Inputs of OOD set `name` for `id_dataset`, float32 N×C×H×W in [0, 1] with the ID input shape.
 
-    `name` is a catalog dataset (its test split, adapted to the ID shape; loaded from `data_dir`) or a
-    derived set; :func:`ood_set_names` lists them all. `seed` fixes the random draws of derived sets.
+    `name` is a catalog dataset (its test split, adapted to the ID shape; loaded from `data_dir`), a
+    derived set (:func:`ood_set_names` lists both) or ``file:PATH``. `seed` fixes the random draws of
+    derived sets.
     """
-    if name not in ood_set_names():
-        raise ValueError(f"unknown OOD set {name!r}; valid names: {', '.join(ood_set_names())}")
+    is_file = name.startswith(FILE_PREFIX)
+    if not is_file and name not in ood_set_names():
+        valid = ", ".join(ood_set_names())
+        raise ValueError(f"unknown OOD set {name!r}; valid names: {valid}, or file:PATH for your own images")
     if id_dataset.kind != "image":
         raise ValueError(
             f"{id_dataset.name!r} is {id_dataset.kind} data, but OOD sets are images; "
             "evaluate OOD detection on an image dataset such as mnist or cifar10"
         )
     shape = _image_shape(id_dataset.input_shape, f"{id_dataset.name!r} inputs")
+    if is_file:
+        return read_ood_file(Path(name.removeprefix(FILE_PREFIX)), shape)
     if name in _DERIVED:
         return _DERIVED[name](id_dataset, seed)
     if name == id_dataset.name:

@@ -19,7 +19,7 @@ every built-in set is) and float pixels must already lie in [0, 1]. Labels are i
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,22 +37,32 @@ TEST_FRACTION = 0.2
 CHANNELS = (1, 3)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if path.suffix != ".npz":
-        raise DatasetFileError(f"{path}: expected a .npz archive holding {', '.join(IMAGE_KEYS)}")
+def _npz_arrays(path: Path, wanted: Callable[[list[str]], list[str]]) -> dict[str, np.ndarray]:
+    """The arrays `wanted(names)` picks from the .npz archive at `path` (it raises if none fit)."""
     if not path.is_file():
-        raise DatasetFileError(f"{path}: no such file (set data.path to a .npz archive)")
+        raise DatasetFileError(f"{path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as stored:
-            missing = [key for key in IMAGE_KEYS if key not in stored.files]
-            if missing:
-                found = ", ".join(stored.files) or "none"
-                raise DatasetFileError(f"{path}: missing array(s) {', '.join(missing)}; found {found}")
-            return {key: stored[key] for key in IMAGE_KEYS}
+            return {key: stored[key] for key in wanted(stored.files)}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         if isinstance(exc, DatasetFileError):
             raise
         raise DatasetFileError(f"{path}: not a readable .npz archive ({' '.join(str(exc).split())})") from exc
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if path.suffix != ".npz":
+        raise DatasetFileError(f"{path}: expected a .npz archive holding {', '.join(IMAGE_KEYS)}")
+
+    def dataset_keys(names: list[str]) -> list[str]:
+        missing = [key for key in IMAGE_KEYS if key not in names]
+        if missing:
+            raise DatasetFileError(
+                f"{path}: missing array(s) {', '.join(missing)}; found {', '.join(names) or 'none'}"
+            )
+        return list(IMAGE_KEYS)
+
+    return _npz_arrays(path, dataset_keys)
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -169,3 +179,22 @@ def seeded_test_rows(labels: np.ndarray, fraction: float, seed: int = SPLIT_SEED
         rows = np.flatnonzero(labels == value)
         is_test[rng.permutation(rows)[: round(fraction * len(rows))]] = True
     return is_test
+
+
+def read_image_file(path: Path) -> torch.Tensor:
+    """The images in one .npy array, or in a .npz archive's ``x_test`` (or its only array), as float32
+    N×C×H×W in [0, 1] (for an OOD set read from the user's file)."""
+    if path.suffix == ".npy":
+        return _images(path, "the array", _read_npy(path))
+    if path.suffix != ".npz":
+        raise DatasetFileError(f"{path}: an OOD file must be a .npy or .npz array of images, or a folder")
+
+    def image_key(names: list[str]) -> list[str]:
+        if "x_test" in names or len(names) == 1:
+            return ["x_test" if "x_test" in names else names[0]]
+        raise DatasetFileError(
+            f"{path}: holds {', '.join(names) or 'none'}; an OOD archive needs x_test or one array"
+        )
+
+    ((key, images),) = _npz_arrays(path, image_key).items()
+    return _images(path, key, images)
