@@ -17,8 +17,13 @@ Which points and targets (``method.explain``):
 
 Uncertainty explainers (CLUE) have no target: they receive the predicted class, and the suite also reports
 ``cf/entropy_before``/``cf/entropy_after``, the mean predictive entropy of the model at the inputs and at
-their counterfactuals. For images ``realism: true`` adds ``cf/im1`` under per-class autoencoders. Artefacts
-in the run dir: ``plots/counterfactuals.png`` for images, ``cf_changed_features.csv``/``.md`` for tables.
+their counterfactuals. For images ``realism: true`` adds ``cf/im1`` under per-class autoencoders.
+
+Artefacts in the run dir: ``counterfactuals.csv``, every counterfactual with its test row, target,
+predicted class, validity and distances (:func:`~trustbench.plots.counterfactual.counterfactual_records`),
+for tables also in original units (:func:`~trustbench.plots.counterfactual.with_original_units`), for
+images with ``counterfactuals.pt`` holding the tensors; ``plots/counterfactuals.png`` for images,
+``cf_changed_features.csv``/``.md`` for tables.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -35,7 +41,14 @@ from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.generative import predictive_entropy, train_class_autoencoders
 from trustbench.metrics.classification import accuracy
 from trustbench.metrics.counterfactual import counterfactual_report, im1
-from trustbench.plots.counterfactual import changed_features, image_grid, save_changed_features
+from trustbench.plots.counterfactual import (
+    changed_features,
+    counterfactual_records,
+    image_grid,
+    save_changed_features,
+    save_counterfactuals,
+    with_original_units,
+)
 from trustbench.plots.figures import log_to_wandb
 
 FACTUALS = ("negative", "all")
@@ -63,8 +76,9 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     test = context.prediction("test", datamodule.x_test)
     rows = _factual_rows(test.probs, settings, dataset.num_classes, cfg.seed)
     x, target = _queries(datamodule.x_test[rows], test.probs[rows], settings, explainer)
+    query_rows = rows.repeat_interleave(len(target) // len(rows))
     # The model's probabilities at each query, from the test predictions already made (no second pass).
-    probs = test.probs[rows].repeat_interleave(len(target) // len(rows), dim=0)
+    probs = test.probs[query_rows]
     started = time.perf_counter()
     x_cf = explainer.explain(backbone, x, target, constraints).detach()
     seconds = time.perf_counter() - started
@@ -94,7 +108,10 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         _, flat_original = _flat_sets(x_cf, probs.argmax(dim=1), shape)
         with torch.inference_mode():
             report["cf/im1"] = _finite_mean(im1(flat_cf, flat_target, flat_original, autoencoders))
-    _write_artefacts(context, x, x_cf, target, probs, logits_cf)
+    records = counterfactual_records(
+        query_rows, x, x_cf, target, logits_cf.argmax(dim=-1), constraints.categorical_groups
+    )
+    _write_artefacts(context, records, x, x_cf, target, probs, logits_cf)
     return report
 
 
@@ -153,9 +170,23 @@ def _finite_mean(values: Tensor) -> float:
 
 
 def _write_artefacts(
-    context: EvaluationContext, x: Tensor, x_cf: Tensor, target: Tensor, probs: Tensor, logits_cf: Tensor
+    context: EvaluationContext,
+    records: pd.DataFrame,
+    x: Tensor,
+    x_cf: Tensor,
+    target: Tensor,
+    probs: Tensor,
+    logits_cf: Tensor,
 ) -> None:
-    """An image grid (images) or the changed-features table (tabular rows), in the run dir and W&B."""
+    """Every counterfactual (``records``, plus the tensors for images or original units for tables), and an
+    image grid or the changed-features table, in the run dir; the grid also to W&B."""
+    meta = context.dataset.tabular
+    if meta is None:
+        save_counterfactuals(records, context.run_dir, x, x_cf)
+    else:
+        encoded, encoded_cf = _encoded(context, x), _encoded(context, x_cf)
+        save_counterfactuals(with_original_units(records, encoded, encoded_cf, x_cf, meta), context.run_dir)
+        save_changed_features(changed_features(encoded, encoded_cf, meta), context.run_dir)
     if context.dataset.kind == "image":
         path = image_grid(
             x,
@@ -167,5 +198,12 @@ def _write_artefacts(
             class_names=context.dataset.class_names,
         )
         log_to_wandb({"cf/examples": path})
-    elif context.dataset.tabular is not None:
-        save_changed_features(changed_features(x, x_cf, context.dataset.tabular), context.run_dir)
+
+
+def _encoded(context: EvaluationContext, x: Tensor) -> Tensor:
+    """Tabular rows from model space back to the encoder's (min-max scaled, one-hot): undoes
+    ``data.normalize`` when it is set."""
+    if context.datamodule.normalization is None:
+        return x
+    mean, std = context.datamodule.normalization
+    return x * std + mean

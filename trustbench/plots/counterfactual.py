@@ -1,12 +1,17 @@
-"""Counterfactual figures and tables: image grids (input, counterfactual, difference) and, for tabular data,
-the table of changed features in the raw data's units.
+"""Counterfactual figures and tables: image grids (input, counterfactual, difference), the record of every
+counterfactual (:func:`counterfactual_records`, saved by :func:`save_counterfactuals`) and, for tabular
+data, the table of changed features in the raw data's units.
 
 Inputs are in model-input space, as the explainers return them (:mod:`trustbench.metrics.counterfactual`):
-``x`` (N, *shape) and ``x_cf`` (N, *shape) or (N, k, *shape) for k counterfactuals per input.
+``x`` (N, *shape) and ``x_cf`` (N, *shape) or (N, k, *shape) for k counterfactuals per input. Functions
+that show original units take tabular rows in the encoder's space (min-max scaled, one-hot), which is
+model space unless ``data.normalize`` standardised the columns on top.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import os
 from pathlib import Path
 
@@ -17,12 +22,27 @@ from matplotlib.axes import Axes
 from torch import Tensor
 
 from trustbench.data.arrays import TabularMeta
-from trustbench.metrics.counterfactual import TOLERANCE, counterfactual_sets
+from trustbench.metrics.counterfactual import (
+    TOLERANCE,
+    Groups,
+    counterfactual_sets,
+    l0_distance,
+    l1_distance,
+    l2_distance,
+    valid_mask,
+)
 from trustbench.plots.figures import new_figure, save_figure
-from trustbench.results.record import write_atomically
+from trustbench.results.record import write_atomically, write_bytes_atomically
 
 PANEL_INCHES = 1.8
 TABLE_COLUMNS = ("example", "counterfactual", "feature", "original", "counterfactual_value")
+RECORD_COLUMNS = ("test_row", "counterfactual", "target", "predicted", "valid", "l0", "l1", "l2")
+FACTUAL_PREFIX = "factual:"
+MODEL_PREFIX = "model:"
+RECORDS_NAME = "counterfactuals"
+FLOAT32_STEP = 2.0**-23
+"""Spacing of float32 numbers in [1, 2): an encoded value below 2 (test rows may pass the training range's
+1) is stored to within it, so decimals finer than width · this carry no information."""
 
 
 def image_grid(
@@ -79,20 +99,153 @@ def changed_features(x: Tensor, x_cf: Tensor, meta: TabularMeta, tol: float = TO
     """One row per changed feature of every counterfactual, values in the raw data's units.
 
     Columns :data:`TABLE_COLUMNS`: ``example`` (row of ``x``), ``counterfactual`` (index within its set, 0
-    for one counterfactual per input), ``feature`` and its ``original`` and ``counterfactual_value``.
-    Continuous features changed by more than ``tol`` are shown unscaled, raw = min + v·(max − min) with
-    ``meta.ranges`` (a constant feature was scaled by a width of 1, as the encoder does). A one-hot group
-    ``feature=category`` whose columns changed shows the category of its largest column on each side.
-    Rows are ordered by example, counterfactual, then feature in column order.
+    for one counterfactual per input), ``feature`` and its ``original`` and ``counterfactual_value``, as
+    :func:`decode_rows` gives them. A feature has changed when one of its columns moved by more than
+    ``tol``. Rows are ordered by example, counterfactual, then feature in column order.
     """
     sets = _tabular_sets(x, x_cf, meta)
-    records = []
-    for example in range(len(x)):
-        for index in range(sets.shape[1]):
-            before, after = x[example].to(torch.float64), sets[example, index].to(torch.float64)
-            for feature, original, new in _feature_changes(before, after, meta, tol):
-                records.append((example, index, feature, original, new))
+    count, per_input = sets.shape[:2]
+    before = decode_rows(x, meta)
+    after = decode_rows(sets.reshape(count * per_input, -1), meta)
+    changed = (sets.to(torch.float64) - x.to(torch.float64).unsqueeze(1)).abs() > tol
+    records = [
+        (example, index, feature, before.at[example, feature], after.at[example * per_input + index, feature])
+        for example in range(count)
+        for index in range(per_input)
+        for feature, columns in _features(meta)
+        if changed[example, index, list(columns)].any()
+    ]
     return pd.DataFrame.from_records(records, columns=list(TABLE_COLUMNS))
+
+
+def decode_rows(rows: Tensor, meta: TabularMeta) -> pd.DataFrame:
+    """Encoded rows (M, D) in the raw table's units: one column per feature, in the order of their columns.
+
+    Continuous features are unscaled, raw = min + v·(max − min) with ``meta.ranges`` (a constant feature was
+    scaled by a width of 1, as the encoder does), then rounded to the decimals the float32 encoding
+    resolves, ⌊−log10(width · 2⁻²³)⌋ (age on Adult: 5), so an encoded raw value comes back exactly rather
+    than as 38.999998. A one-hot group ``feature=category`` gives the category of its largest
+    column (the first on ties), so a relaxed, not yet one-hot answer still reads as a category.
+    """
+    if rows.ndim != 2 or rows.shape[1] != len(meta.feature_names):
+        raise ValueError(
+            f"rows must be encoded tabular rows (M, {len(meta.feature_names)}); got {tuple(rows.shape)}."
+        )
+    values = rows.detach().to("cpu", torch.float64)
+    decoded: dict[str, np.ndarray] = {}
+    for feature, columns in _features(meta):
+        if feature in meta.ranges:
+            low, high = meta.ranges[feature]
+            width = high - low if high > low else 1.0
+            decimals = math.floor(-math.log10(width * FLOAT32_STEP))
+            decoded[feature] = np.round((low + values[:, columns[0]] * width).numpy(), decimals)
+        else:
+            categories = np.array([meta.feature_names[column].partition("=")[2] for column in columns])
+            decoded[feature] = categories[values[:, list(columns)].argmax(dim=1).numpy()]
+    return pd.DataFrame(decoded)
+
+
+def counterfactual_records(
+    test_rows: Tensor,
+    x: Tensor,
+    x_cf: Tensor,
+    target: Tensor,
+    pred_cf: Tensor,
+    groups: Groups = (),
+    tol: float = TOLERANCE,
+) -> pd.DataFrame:
+    """One row per counterfactual, columns :data:`RECORD_COLUMNS`, in the order of ``x_cf`` flattened.
+
+    ``test_rows`` (N,) are the indices of the inputs ``x`` in the test split; ``counterfactual`` is the index
+    within its input's set (0 for one counterfactual per input); ``target`` the class asked for,
+    ``predicted`` the model's class at the counterfactual, ``valid`` whether they agree
+    (:func:`~trustbench.metrics.counterfactual.valid_mask`); ``l0`` (``groups`` count as one feature each),
+    ``l1`` and ``l2`` are the per-counterfactual distances of :mod:`trustbench.metrics.counterfactual`, in
+    model space, for valid and invalid counterfactuals alike.
+    """
+    valid = valid_mask(pred_cf, target)
+    per_input = valid.shape[1] if valid.ndim == 2 else 1
+    if test_rows.shape != (len(x),) or tuple(valid.shape) != tuple(x_cf.shape[: x_cf.ndim - x.ndim + 1]):
+        raise ValueError(
+            f"give one test row and target per input and one predicted class per counterfactual; got "
+            f"{tuple(test_rows.shape)} test rows and predictions {tuple(pred_cf.shape)} for inputs "
+            f"{tuple(x.shape)} and counterfactuals {tuple(x_cf.shape)}."
+        )
+    columns = {
+        "test_row": test_rows.repeat_interleave(per_input),
+        "counterfactual": torch.arange(per_input).repeat(len(x)),
+        "target": target.repeat_interleave(per_input),
+        "predicted": pred_cf.reshape(-1),
+        "valid": valid.reshape(-1),
+        "l0": l0_distance(x, x_cf, tol, groups).reshape(-1),
+        "l1": l1_distance(x, x_cf).reshape(-1),
+        "l2": l2_distance(x, x_cf).reshape(-1),
+    }
+    return pd.DataFrame({name: values.cpu().numpy() for name, values in columns.items()})
+
+
+def with_original_units(
+    records: pd.DataFrame, x: Tensor, x_cf: Tensor, model_cf: Tensor, meta: TabularMeta
+) -> pd.DataFrame:
+    """``records`` (from :func:`counterfactual_records`) with each counterfactual's features in original
+    units (one column per feature, named as in the raw table), its input's as ``factual:<feature>``, and the
+    counterfactual as the model saw it, one ``model:<column>`` per encoded column.
+
+    ``x`` and ``x_cf`` are the encoder's rows (see the module docstring), ``model_cf`` the counterfactuals in
+    model space, shaped like ``x_cf``.
+    """
+    sets = _tabular_sets(x, x_cf, meta)
+    count, per_input = sets.shape[:2]
+    if len(records) != count * per_input or model_cf.shape != x_cf.shape:
+        raise ValueError(
+            f"{len(records)} records for {count * per_input} counterfactuals, and model_cf of shape "
+            f"{tuple(model_cf.shape)} for x_cf of shape {tuple(x_cf.shape)}; give one record per "
+            "counterfactual and the same counterfactuals in both spaces."
+        )
+    counterfactuals = decode_rows(sets.reshape(count * per_input, -1), meta)
+    factuals = decode_rows(x, meta).iloc[np.repeat(np.arange(count), per_input)].reset_index(drop=True)
+    model = pd.DataFrame(
+        model_cf.detach().reshape(count * per_input, -1).cpu().numpy(),
+        columns=[MODEL_PREFIX + name for name in meta.feature_names],
+    )
+    return pd.concat(
+        [records.reset_index(drop=True), counterfactuals, factuals.add_prefix(FACTUAL_PREFIX), model], axis=1
+    )
+
+
+def save_counterfactuals(
+    records: pd.DataFrame,
+    run_dir: str | os.PathLike[str],
+    x: Tensor | None = None,
+    x_cf: Tensor | None = None,
+) -> list[Path]:
+    """Write ``records`` as ``counterfactuals.csv`` in ``run_dir``, and with ``x`` and ``x_cf`` (images, model
+    space) also ``counterfactuals.pt``; each atomically. Returns the paths written.
+
+    The ``.pt`` file is a dict of plain tensors, readable with ``torch.load(path, weights_only=True)``:
+    every numeric column of :data:`RECORD_COLUMNS`, one entry per counterfactual (``valid`` bool, ids and
+    classes int64, distances float64), ``x_cf`` (M, *shape) the counterfactuals and ``x`` (M, *shape) the
+    input each one explains, row-aligned with the CSV.
+    """
+    run_dir = Path(run_dir)
+    csv_path = run_dir / f"{RECORDS_NAME}.csv"
+    write_atomically(csv_path, records.to_csv(index=False))
+    if x is None or x_cf is None:
+        return [csv_path]
+    sets = counterfactual_sets(x, x_cf)
+    per_input = sets.shape[1]
+    if len(records) != sets.shape[0] * per_input:
+        raise ValueError(
+            f"{len(records)} records for {sets.shape[0] * per_input} counterfactuals; give one record each."
+        )
+    tensors = {name: torch.as_tensor(records[name].to_numpy()) for name in RECORD_COLUMNS}
+    tensors["x_cf"] = sets.flatten(0, 1).detach().cpu().contiguous()
+    tensors["x"] = x.detach().cpu().repeat_interleave(per_input, dim=0)
+    buffer = io.BytesIO()
+    torch.save(tensors, buffer)
+    tensor_path = run_dir / f"{RECORDS_NAME}.pt"
+    write_bytes_atomically(tensor_path, buffer.getvalue())
+    return [csv_path, tensor_path]
 
 
 def save_changed_features(
@@ -107,35 +260,14 @@ def save_changed_features(
     return csv_path, markdown_path
 
 
-def _feature_changes(
-    before: Tensor, after: Tensor, meta: TabularMeta, tol: float
-) -> list[tuple[str, float | str, float | str]]:
-    """(feature, original, new) of each changed feature of one row, ordered by the feature's first column."""
-    changed = (after - before).abs() > tol
-    found: list[tuple[int, str, float | str, float | str]] = []
-    for column in meta.continuous:
-        if changed[column]:
-            found.append(
-                (column, meta.feature_names[column], _raw(before, column, meta), _raw(after, column, meta))
-            )
-    for group in meta.categorical_groups:
-        columns = list(group)
-        if changed[columns].any():
-            feature = meta.feature_names[columns[0]].partition("=")[0]
-            found.append(
-                (columns[0], feature, _category(before, columns, meta), _category(after, columns, meta))
-            )
-    return [change[1:] for change in sorted(found)]
-
-
-def _raw(row: Tensor, column: int, meta: TabularMeta) -> float:
-    low, high = meta.ranges[meta.feature_names[column]]
-    return low + float(row[column]) * (high - low if high > low else 1.0)
-
-
-def _category(row: Tensor, columns: list[int], meta: TabularMeta) -> str:
-    winner = columns[int(row[columns].argmax())]
-    return meta.feature_names[winner].partition("=")[2]
+def _features(meta: TabularMeta) -> list[tuple[str, tuple[int, ...]]]:
+    """Each feature of the raw table with its encoded columns, in column order: a continuous feature is
+    one column, a categorical one its one-hot group."""
+    found = [(meta.feature_names[column], (column,)) for column in meta.continuous]
+    found += [
+        (meta.feature_names[group[0]].partition("=")[0], tuple(group)) for group in meta.categorical_groups
+    ]
+    return sorted(found, key=lambda feature: feature[1][0])
 
 
 def _tabular_sets(x: Tensor, x_cf: Tensor, meta: TabularMeta) -> Tensor:
