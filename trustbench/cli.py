@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-GROUPS = ("data", "backbone", "method", "trainer", "logger", "experiment", "launcher", "sweep")
-LISTED_GROUPS = ("data", "backbone", "method", "experiment", "trainer", "logger", "launcher", "sweep")
+GROUPS = ("data", "backbone", "method", "trainer", "logger", "experiment", "launcher", "sweep", "audit")
+LISTED_GROUPS = ("data", "backbone", "method", "experiment", "trainer", "logger", "launcher", "sweep", "audit")
 
 
 def config_choices(group: str) -> list[str]:
@@ -57,6 +57,12 @@ def cmd_run(overrides: list[str]) -> None:
 
     sys.argv = [app.__file__, *overrides]
     app.main()
+
+
+def cmd_audit(overrides: list[str]) -> None:
+    """`trustbench run` with the audit config group composed: one model, every family, one report.html."""
+    chosen = any(o.lstrip("+").partition("=")[0] == "audit" for o in overrides)
+    cmd_run(overrides if chosen else ["audit=default", *overrides])
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -138,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("overrides", nargs="*", help="Hydra overrides and flags (-m, --cfg job, --help, ...)")
 
+    audit = commands.add_parser(
+        "audit",
+        help="one model, every family that applies (uncertainty, fairness, OOD detectors, counterfactual "
+        "explainers), one report.html",
+        description="Hydra overrides as for `run` (data=, backbone=, method=, audit.detectors=[...], ...).",
+        add_help=False,
+    )
+    audit.add_argument("overrides", nargs="*", help="Hydra overrides and flags, as for run")
+
     table = commands.add_parser("table", help="mean ± std over seeds of finished runs, one row per group")
     table.add_argument("paths", nargs="+", help="run or sweep directories to read (searched recursively)")
     table.add_argument("--by", default="method,data", help="config keys to group by (default: method,data)")
@@ -185,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:  # everything after `run` belongs to Hydra, flags included
         cmd_run(argv[1:])
+        return
+    if argv[:1] == ["audit"]:
+        cmd_audit(argv[1:])
         return
     args = build_parser().parse_args(argv)
     args.func(args)

@@ -59,6 +59,10 @@ def check_choices(cfg: DictConfig) -> None:
         )
     if cfg.data.get("num_classes") is not None:
         _check_binary(cfg, cfg.data.name, cfg.data.num_classes)
+    if cfg.get("audit"):
+        from trustbench.audit.plan import check_audit_choices
+
+        check_audit_choices(cfg)
 
 
 def check_dataset(cfg: DictConfig, dataset: ArrayDataset) -> None:

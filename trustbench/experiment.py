@@ -61,11 +61,14 @@ def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | Non
     return metrics
 
 
-def fit(cfg: DictConfig, run_dir: Path) -> FittedRun | None:
+def fit(cfg: DictConfig, run_dir: Path, use_store: bool = False) -> FittedRun | None:
     """Build data and model, then train (or reuse stored weights) and fit post-hoc parts.
 
-    Returns None on DDP ranks other than 0, which only help to train.
+    Post-hoc methods, and any method when `use_store` is set (the audit), take the model store's weights
+    for their training recipe when it holds them. Returns None on DDP ranks other than 0, which only help
+    to train.
     """
+    use_store = use_store or bool(cfg.method.get("posthoc"))
     check_choices(cfg)
     checkpoint = prepare_run_dir(run_dir, cfg) if is_rank_zero() else last_checkpoint(run_dir)
     if checkpoint is not None:
@@ -88,7 +91,7 @@ def fit(cfg: DictConfig, run_dir: Path) -> FittedRun | None:
     module = build_module(cfg, backbone, dataset.num_classes, dataset)
     loggers = [instantiate(logger_cfg) for logger_cfg in cfg.logger.values()]
 
-    trained = _trained_weights(cfg)
+    trained = _trained_weights(cfg, use_store)
     if trained is not None:
         log.info("reusing the trained classifier %s (post-hoc methods never retrain)", trained)
         if cfg.method.get("checkpoint"):  # the user's own model: TorchScript, a state dict or our .ckpt
@@ -101,7 +104,7 @@ def fit(cfg: DictConfig, run_dir: Path) -> FittedRun | None:
         if not trainer.is_global_zero:
             return None
         module.to(trainer.strategy.root_device)
-        if cfg.method.get("posthoc"):
+        if use_store or cfg.method.get("store_weights"):  # where post-hoc methods will look for it
             save_weights(module, stored_model_path(cfg))
         step = trainer.global_step
     posthoc = module.fit_posthoc(datamodule)
@@ -146,15 +149,15 @@ def log_final_metrics(cfg: DictConfig, fitted: FittedRun, metrics: dict[str, flo
     )
 
 
-def _trained_weights(cfg: DictConfig) -> Path | None:
-    """Weights to start from instead of training: `method.checkpoint` if given, else for a post-hoc
-    method the model store's classifier for this training recipe, if it was trained before."""
+def _trained_weights(cfg: DictConfig, use_store: bool) -> Path | None:
+    """Weights to start from instead of training: `method.checkpoint` if given, else (`use_store`) the
+    model store's classifier for this training recipe, if it was trained before."""
     if cfg.method.get("checkpoint"):
         path = Path(cfg.method.checkpoint)
         if not path.is_file():
             raise ConfigError(f"method.checkpoint={path} does not exist; give a .ckpt or weights file")
         return path
-    if cfg.method.get("posthoc"):
+    if use_store:
         stored = stored_model_path(cfg)
         return stored if stored.is_file() else None
     return None

@@ -38,9 +38,7 @@ def run_job(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     started = time.time()
     try:
-        from trustbench.experiment import train_and_evaluate
-
-        metrics = train_and_evaluate(cfg, run_dir)
+        metrics, extra = _run_body(cfg, run_dir)
     except Exception as err:  # noqa: BLE001 - every failure must be recorded, whatever its type
         if not is_rank_zero():
             raise
@@ -51,6 +49,7 @@ def run_job(cfg: DictConfig) -> float | None:
             log.error("run failed: %s", err)
         else:
             log.exception("run failed")
+        _write_audit_report(cfg, run_dir)
         if hydra_cfg.mode == RunMode.RUN:
             sys.exit(1)
         return None
@@ -58,9 +57,35 @@ def run_job(cfg: DictConfig) -> float | None:
         _finish_wandb()
     if metrics is None:  # a DDP worker of rank > 0: rank 0 records the run
         return None
-    _record(run_dir, cfg, "ok", metrics, started)
+    _record(run_dir, cfg, "ok", metrics, started, extra=extra)
+    _write_audit_report(cfg, run_dir)
     wanted = cfg.get("optimized_metric")
     return metrics.get(wanted) if wanted else None
+
+
+def _run_body(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, float] | None, dict[str, Any]]:
+    """The run's metrics (None on DDP ranks other than 0) and what else its record keeps: an audit
+    (`cfg.audit` set, as `trustbench audit` does) adds each member's outcome and the weights' fingerprint."""
+    if cfg.get("audit"):
+        from trustbench.audit.run import run_audit
+
+        audited = run_audit(cfg, run_dir)
+        return (None, {}) if audited is None else (audited.metrics, audited.record_fields())
+    from trustbench.experiment import train_and_evaluate
+
+    return train_and_evaluate(cfg, run_dir), {}
+
+
+def _write_audit_report(cfg: DictConfig, run_dir: Path) -> None:
+    """An audit's report.html beside its result.json; a report that cannot be written costs only itself."""
+    if not cfg.get("audit") or not (run_dir / "result.json").is_file():
+        return
+    try:
+        from trustbench.report.render import write_report
+
+        log.info("report: %s", write_report([run_dir]))
+    except Exception as err:  # noqa: BLE001 - the run's results are recorded already; say why, go on
+        log.error("report.html could not be written: %s", err)
 
 
 def _record(
@@ -71,8 +96,10 @@ def _record(
     started: float,
     error: str | None = None,
     trace: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     record: dict[str, Any] = {
+        **(extra or {}),
         "status": status,
         "metrics": metrics,
         "error": error,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -60,3 +60,11 @@ class EvaluationContext:
         if key not in self._predictions:
             self._predictions[key] = predict_all(self.module, x, self.datamodule.eval_batch_size)
         return self._predictions[key]
+
+    def for_member(self, cfg: DictConfig, run_dir: Path) -> EvaluationContext:
+        """The same fitted method and data under another config and artefact directory (an audit member),
+        sharing this context's OOD inputs and predictions, so every member reads one inference pass."""
+        member = replace(self, cfg=cfg, run_dir=run_dir)
+        member._ood_inputs = self._ood_inputs
+        member._predictions = self._predictions
+        return member

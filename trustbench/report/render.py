@@ -5,9 +5,12 @@ One run (a directory holding run_config.yaml) gives a section per metric family 
 paper's numbers where the experiment config carries a `paper:` block, and the family's plots from plots/
 embedded as base64 PNG data URIs, so the page needs no network or neighbouring files. Then the config and,
 when the record holds them, the weights fingerprint (`weights`) and per-family outcomes (`families`:
-{name: {status, error}}; a failed family shows its one-line reason). Several runs (a sweep) give the
-`trustbench table` view (results/table.py: mean ± std per group, paper rows beside ours), one table per
-family, and the failed runs with their reasons.
+{name: {status, error}}; a failed family shows its one-line reason). An audit's members (`ood/knn`,
+`cf/dice`: result.json's `families`) get a table of their headline numbers in their family's section
+(trustbench/audit/summary.py), their own plots (from `families/<member>/plots/`, folded away) and, for
+tabular counterfactuals, the changed features in original units; the full list of keys is folded too.
+Several runs (a sweep) give the `trustbench table` view (results/table.py: mean ± std per group, paper
+rows beside ours), one table per family, and the failed runs with their reasons.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from trustbench.audit.summary import member_rows
 from trustbench.report.conventions import describe, family_of_key, family_of_plot, family_order, family_title
 from trustbench.results.record import CONFIG_FILE, read_result
 from trustbench.results.table import _cell, collect_runs, config_value, select_metrics, summarize
@@ -29,6 +33,9 @@ REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
 DIGITS = 4
 TITLE_KEYS = ("method", "data", "backbone")
+MEMBERS_DIR = "families"
+CHANGED_FEATURES = "cf_changed_features.csv"
+CHANGED_ROWS_SHOWN = 12
 
 
 def render_report(paths: Sequence[Path], by: Sequence[str] = ("method", "data")) -> str:
@@ -66,30 +73,36 @@ def _run_page(run_dir: Path, run: pd.Series) -> dict[str, Any]:
     paper_metrics = paper.get("metrics", {}) if paper else {}
     metrics = {k: v for k, v in (record.get("metrics") or {}).items() if isinstance(v, int | float)}
     plots = _plots(run_dir / PLOTS_DIR)
-    outcomes = record.get("families") if isinstance(record.get("families"), dict) else {}
+    outcomes = {
+        name: outcome for name, outcome in (record.get("families") or {}).items() if isinstance(outcome, dict)
+    }
     names = {family_of_key(k) for k in metrics} | {family_of_key(k) for k in paper_metrics}
-    names |= set(plots) | set(outcomes)
+    names |= set(plots) | {family_of_key(name) for name, o in outcomes.items() if o.get("status") != "ok"}
     sections = []
     for family in family_order(names):
         keys = sorted({k for k in [*metrics, *paper_metrics] if family_of_key(k) == family})
-        outcome = outcomes.get(family) if isinstance(outcomes.get(family), dict) else {}
+        members = member_rows(metrics, outcomes, family)
+        rows = [
+            {
+                "key": key,
+                "ours": _number(metrics.get(key)),
+                "paper": _number(paper_metrics.get(key)) if key in paper_metrics else None,
+                "meaning": describe(key),
+            }
+            for key in keys
+        ]
         sections.append(
             {
                 "id": f"family-{family}",
                 "title": family_title(family),
                 "family": family,
-                "status": outcome.get("status", "ok"),
-                "error": _first_line(outcome.get("error")),
-                "rows": [
-                    {
-                        "key": key,
-                        "ours": _number(metrics.get(key)),
-                        "paper": _number(paper_metrics.get(key)) if key in paper_metrics else None,
-                        "meaning": describe(key),
-                    }
-                    for key in keys
-                ],
+                **_family_status(family, outcomes),
+                "rows": rows,
+                "fold_rows": bool(members["rows"]),
+                "members": _member_table(members),
                 "plots": plots.get(family, []),
+                "member_plots": _member_plots(run_dir, family, members),
+                "changed_features": _changed_features(run_dir, family, members),
             }
         )
     return {
@@ -149,6 +162,73 @@ def _run_title(config: dict[str, Any], run_dir: Path) -> str:
     """'method · data · backbone' of the run's config, else the directory's name."""
     names = [config_value(config, key) for key in TITLE_KEYS]
     return " · ".join(str(name) for name in names if name is not None) or run_dir.name
+
+
+def _family_status(family: str, outcomes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A section's badge and reasons: "failed" when every run of its family failed, "partial" when some
+    did; each member that failed or was skipped is listed with its one-line reason."""
+    own = {name: o for name, o in outcomes.items() if family_of_key(name) == family}
+    failed = [name for name, o in own.items() if o.get("status") == "failed"]
+    status = "ok"
+    if failed:
+        status = (
+            "failed" if len(failed) == sum(o.get("status") != "skipped" for o in own.values()) else "partial"
+        )
+    notes = [
+        {"member": name, "status": o.get("status"), "reason": _first_line(o.get("error")) or ""}
+        for name, o in own.items()
+        if o.get("status") in ("failed", "skipped")
+    ]
+    single = own.get(family, {})
+    return {
+        "status": status,
+        "error": _first_line(single.get("error")),
+        "notes": notes if len(own) > 1 else [],
+    }
+
+
+def _member_table(members: dict[str, Any]) -> dict[str, Any] | None:
+    rows = [r for r in members["rows"] if r["status"] == "ok"]
+    if not rows:
+        return None
+    return {
+        "columns": [{"key": c, "meaning": describe(f"x/{c}")} for c in members["columns"]],
+        "rows": [{"member": r["member"], "cells": [_number(v) for v in r["values"]]} for r in rows],
+    }
+
+
+def _member_plots(run_dir: Path, family: str, members: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each finished member's own plots (families/<family>.<member>/plots/), one group per member."""
+    groups = []
+    for row in members["rows"]:
+        images = _plots(run_dir / MEMBERS_DIR / f"{family}.{row['member']}" / PLOTS_DIR)
+        flat = [image for family_images in images.values() for image in family_images]
+        if flat:
+            groups.append({"member": row["member"], "plots": flat})
+    return groups
+
+
+def _changed_features(run_dir: Path, family: str, members: dict[str, Any]) -> list[dict[str, Any]]:
+    """For tabular counterfactuals, the first rows of each explainer's changed-features table (original
+    units), or of the run's own table when it is a plain explainer run."""
+    if family != "cf":
+        return []
+    folders = [(r["member"], run_dir / MEMBERS_DIR / f"cf.{r['member']}") for r in members["rows"]]
+    tables = []
+    for member, folder in folders or [("", run_dir)]:
+        try:
+            frame = pd.read_csv(folder / CHANGED_FEATURES)
+        except (OSError, ValueError):
+            continue
+        tables.append(
+            {
+                "member": member,
+                "columns": list(frame.columns),
+                "rows": frame.head(CHANGED_ROWS_SHOWN).astype(str).values.tolist(),
+                "total": len(frame),
+            }
+        )
+    return tables
 
 
 def _record_or_empty(run_dir: Path) -> dict[str, Any]:
