@@ -13,7 +13,9 @@ from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("data", "backbone", "method", "trainer", "logger", "experiment", "launcher", "sweep", "audit")
-LISTED_GROUPS = ("data", "backbone", "method", "experiment", "trainer", "logger", "launcher", "sweep", "audit")
+LISTED_GROUPS = (
+    "data", "backbone", "method", "experiment", "trainer", "logger", "launcher", "sweep", "audit"
+)
 
 
 def config_choices(group: str) -> list[str]:
