@@ -19,6 +19,7 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     ("fair", "Fairness"),
     ("cf", "Counterfactual explanations"),
     ("val", "Validation split"),
+    ("hp", "Chosen hyperparameters"),
 )
 
 # (family or "*", last key segment) -> convention. "↑" higher is better, "↓" lower is better.

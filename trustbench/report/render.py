@@ -180,6 +180,8 @@ def _family_status(family: str, outcomes: dict[str, dict[str, Any]]) -> dict[str
         if o.get("status") in ("failed", "skipped")
     ]
     single = own.get(family, {})
+    if single.get("status") == "skipped":  # the whole family does not apply: a note, not an error
+        return {"status": "skipped", "error": None, "notes": notes}
     return {
         "status": status,
         "error": _first_line(single.get("error")),
