@@ -50,14 +50,15 @@ def evaluate_fairness(context: EvaluationContext) -> dict[str, float]:
 def _constant_predictor_flag(y_pred: Tensor, class_names: tuple[str, ...] | None) -> float:
     """1.0, with a warning, when every prediction is one class; 0.0 otherwise."""
     classes = y_pred.unique()
-    if len(classes) > 1:
+    if len(classes) != 1:
         return 0.0
     label = int(classes[0])
     name = class_names[label] if class_names else str(label)
     log.warning(
         "fairness: the model predicts class %d (%s) for all %d test points; a constant predictor's fairness "
         "numbers are trivially perfect or undefined and say nothing about the data "
-        "(fair/constant_predictor = 1). Train longer or check the learning rate.",
+        "(fair/constant_predictor = 1). Train for more steps (smaller data.batch_size, more epochs) or "
+        "with another learning rate.",
         label, name, len(y_pred),
     )  # fmt: skip
     return 1.0
