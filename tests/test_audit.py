@@ -32,7 +32,7 @@ def audit(root: Path, name: str, *overrides: str) -> Path:
 
 @pytest.fixture(scope="module")
 def image_audit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return audit(tmp_path_factory.mktemp("audit"), "run", *IMAGES, *MEMBERS)
+    return audit(tmp_path_factory.mktemp("audit"), "run", *IMAGES, *MEMBERS, "logger=wandb")
 
 
 def without_timing(metrics: dict[str, float]) -> dict[str, float]:
@@ -93,6 +93,16 @@ def test_the_report_has_a_section_per_family_and_a_row_per_member(image_audit: P
     assert "synthetic_image has no protected groups" in html
     assert (image_audit / "plots" / "ood" / "detectors_auroc.png").is_file()
     assert (image_audit / "families" / "cf.deduce" / "plots" / "counterfactuals.png").is_file()
+
+
+def test_the_report_tables_and_figures_go_to_the_wandb_run(image_audit: Path) -> None:
+    (offline_run,) = (image_audit / "wandb").glob("offline-run-*")
+    media = offline_run / "files" / "media"
+    tables = {path.name.rsplit("_", 2)[0] for path in (media / "table" / "audit").glob("*.table.json")}
+    assert tables == {"metrics", "members", "ood", "cf"}
+    members = json.loads(next((media / "table" / "audit").glob("ood_*.table.json")).read_text())
+    assert members["columns"][:3] == ["member", "status", "near/auroc"] and len(members["data"]) == 4
+    assert list((media / "images" / "audit").glob("detectors_auroc_*.png"))
 
 
 def test_a_failing_member_is_recorded_and_the_others_are_kept(tmp_path: Path) -> None:
