@@ -117,9 +117,12 @@ def print_audit(cfg: DictConfig, metrics: Mapping[str, float], outcomes: Mapping
             if row["status"] == "ok":
                 members.add_row(row["member"], *(_cell(v) for v in row["values"]))
         console.print(members)
+    unfinished: dict[tuple[str, str], list[str]] = {}
     for name, outcome in families.items():
         if outcome["status"] != "ok":
-            console.print(f"{outcome['status']}: {name}: {outcome['error']}")
+            unfinished.setdefault((outcome["status"], outcome["error"] or ""), []).append(name)
+    for (status, reason), names in unfinished.items():  # one line per reason, not per member
+        console.print(f"{status}: {', '.join(names)}: {reason}", soft_wrap=True)
 
 
 def _is_fairness_headline(key: str) -> bool:
