@@ -27,7 +27,7 @@ from trustbench.evaluation.context import EvaluationContext
 from trustbench.loggers import KeepEpochRow, continue_csv_logs, log_config
 from trustbench.methods.base import TrustModule
 from trustbench.results.display import print_metrics
-from trustbench.results.model_store import load_weights, save_weights, stored_model_path
+from trustbench.results.model_store import load_weights, save_weights, stored_model, stored_model_path
 from trustbench.results.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, last_checkpoint, prepare_run_dir
 from trustbench.runner import is_rank_zero
 from trustbench.user_model import load_user_checkpoint
@@ -158,8 +158,7 @@ def _trained_weights(cfg: DictConfig, use_store: bool) -> Path | None:
             raise ConfigError(f"method.checkpoint={path} does not exist; give a .ckpt or weights file")
         return path
     if use_store:
-        stored = stored_model_path(cfg)
-        return stored if stored.is_file() else None
+        return stored_model(cfg)  # None when absent or damaged (then trained again, with a warning)
     return None
 
 

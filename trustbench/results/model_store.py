@@ -3,7 +3,8 @@
 A post-hoc method (an OOD detector, temperature scaling applied later, ...) never retrains: its run looks
 up the classifier that its training recipe would produce — keyed by the data split, backbone, method
 training recipe, trainer settings that change the weights, and seed — and trains it only when absent.
-So `trustbench run -m method=msp,energy,knn seed=0,1,2` trains three models, not nine.
+So `trustbench run -m method=msp,energy,knn seed=0,1,2` trains three models, not nine. An entry that fails
+its check (trustbench/results/archives.py) counts as absent and is trained again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trustbench.data.user_files import user_data_files, user_data_settings
 from trustbench.fingerprint import fingerprint_config
+from trustbench.results.archives import intact
 from trustbench.results.record import write_bytes_atomically
 
 # Data settings that change the trained weights (the OOD and shift sets only change the evaluation).
@@ -63,6 +65,12 @@ def stored_model_path(cfg: DictConfig) -> Path:
     """Where the classifier of this run's training recipe lives in the model store."""
     key = fingerprint_config(training_recipe(cfg))
     return Path(cfg.paths.model_store) / f"{cfg.data.name}-{cfg.backbone.name}-s{cfg.seed}-{key}.pt"
+
+
+def stored_model(cfg: DictConfig) -> Path | None:
+    """The model store's classifier of this run's training recipe, or None when it is absent or damaged."""
+    path = stored_model_path(cfg)
+    return path if intact(path) else None
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:

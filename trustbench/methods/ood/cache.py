@@ -2,7 +2,8 @@
 
 An entry holds the logits and penultimate features of a model on one split (ID train/val/test or an
 OOD set). It is keyed by the fingerprint of the model's weights and of the input tensor, so it survives
-across runs and processes and is never reused once either changes. Entries are written atomically.
+across runs and processes and is never reused once either changes. Entries are written atomically; an
+entry that fails its check (truncated, zeroed: trustbench/results/archives.py) is a miss and is rebuilt.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from trustbench.backbones.base import Backbone
 from trustbench.fingerprint import fingerprint_tensors
 from trustbench.methods.ood.detector import Features
+from trustbench.results.archives import intact
 from trustbench.results.record import write_bytes_atomically
 
 
@@ -53,7 +55,7 @@ class FeatureCache:
     def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Features:
         """The model's logits and features on `x` (with `labels` attached), from disk when cached."""
         path = self.root / f"{self.model_key}-{fingerprint_tensors([('x', x)])}.pt"
-        if path.is_file():
+        if intact(path):
             self.hits += 1
             stored = torch.load(path, weights_only=True)
             return Features(stored["logits"], stored["features"], labels)
