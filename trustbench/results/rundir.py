@@ -2,26 +2,59 @@
 
 A run directory is never silently reused for a different experiment: its first start saves the resolved
 config (run_config.yaml); a later start in the same directory must ask for the same config, and then
-continues from `checkpoints/last.ckpt`. A finished run is never overwritten.
+continues from `checkpoints/last.ckpt`. A damaged checkpoint (truncated, zeroed: see
+trustbench/results/archives.py) is never resumed from: resume=auto moves it aside to
+`last.ckpt.damaged-<time>` with a warning and starts over, resume=true stops and names it. A finished run
+is never overwritten.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from trustbench.errors import RunDirError
+from trustbench.results.archives import damage
 from trustbench.results.record import CONFIG_FILE, read_result, write_atomically
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 RESUME_CHOICES = ("auto", True, False)
 
+log = logging.getLogger("trustbench")
+
+
+def run_stamp() -> str:
+    """Local time to the microsecond and a random suffix, e.g. ``2026-12-06_11-45-00.123456_3fa9``: a name
+    part no other file or process gets."""
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S.%f}_{secrets.token_hex(2)}"
+
 
 def last_checkpoint(run_dir: Path) -> Path | None:
     path = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
     return path if path.is_file() else None
+
+
+def _resumable_checkpoint(run_dir: Path, resume: object) -> Path | None:
+    """`last.ckpt` if present and undamaged. A damaged one stops a resume=true run; with resume=auto it is
+    moved aside (never deleted) and the run starts over."""
+    checkpoint = last_checkpoint(run_dir)
+    problem = damage(checkpoint) if checkpoint is not None else None
+    if problem is None:
+        return checkpoint
+    if resume is True:
+        raise RunDirError(
+            f"{checkpoint} is damaged ({problem}); rerun with resume=auto to move it aside and start over"
+        )
+    aside = checkpoint.with_name(f"{checkpoint.name}.damaged-{run_stamp()}")
+    os.replace(checkpoint, aside)
+    log.warning("%s is damaged (%s); moved it to %s, starting the run over", checkpoint, problem, aside.name)
+    return None
 
 
 def _comparable(cfg: DictConfig) -> dict:
@@ -43,14 +76,13 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
     """Check the run directory against `cfg.resume` and return the checkpoint to resume from, if any.
 
     Saves the resolved config on a fresh start. Raises RunDirError when continuing would overwrite or mix
-    results: a finished run, a different config, resume=true with nothing to resume, resume=false over an
-    existing run.
+    results: a finished run, a different config, resume=true with nothing (undamaged) to resume,
+    resume=false over an existing run.
     """
     resume = cfg.get("resume", "auto")
     if resume not in RESUME_CHOICES:
         raise RunDirError(f"resume={resume!r} is not allowed; use resume=auto, resume=true or resume=false")
     saved_config = run_dir / CONFIG_FILE
-    checkpoint = last_checkpoint(run_dir)
     if saved_config.exists():
         if resume is False:
             raise RunDirError(f"{run_dir} already holds a run; pick another hydra.run.dir or use resume=auto")
@@ -66,6 +98,7 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
                 f"{run_dir} holds a run with a different config ({_first_difference(old, new)}); "
                 "pick another hydra.run.dir"
             )
+    checkpoint = _resumable_checkpoint(run_dir, resume)
     if resume is True and checkpoint is None:
         raise RunDirError(f"resume=true but {run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT} does not exist")
     if not saved_config.exists():
