@@ -9,9 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+from trustbench.results.rundir import run_stamp
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+# Cached: every job of a sweep resolves the sweep dir to the same stamp (Hydra copies the cache to each job).
+OmegaConf.register_new_resolver("run_stamp", run_stamp, use_cache=True, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

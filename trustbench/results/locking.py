@@ -1,0 +1,44 @@
+"""Exclusive locks between processes, on a lock file: `fcntl.flock` (POSIX).
+
+The kernel drops a flock when its holder closes the file or dies, however it dies, so a killed run never
+leaves a stale lock behind (the lock file itself stays, empty of meaning until the next holder writes its
+process id into it). A run claims its directory with :func:`try_lock`, refused at once when taken.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+
+def _open(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def _sign(descriptor: int) -> None:
+    """Write this process's id into the lock file, for the message another process shows."""
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+
+
+def holder(path: Path) -> str:
+    """The process id written into the lock file by its last holder, or "unknown"."""
+    try:
+        return path.read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def try_lock(path: Path) -> int | None:
+    """Take the exclusive lock on `path` without waiting: its descriptor (closing it releases the lock), or
+    None when another process holds it."""
+    descriptor = _open(path)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    _sign(descriptor)
+    return descriptor
