@@ -1,9 +1,10 @@
 """A damaged `checkpoints/last.ckpt` is named in one line and moved aside, never resumed from or deleted
-(issue 11 item 3)."""
+(issue 11 item 3); Lightning's checkpoint is staged beside it, not in the system temp dir (item 4)."""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,16 @@ def train_with_epoch_checkpoints(checkpoint: Path, epochs: int = 2) -> None:
         enable_model_summary=False,
     )
     trainer.fit(TinyRegression(), loader)
+
+
+def test_lightning_stages_the_checkpoint_beside_it_not_in_the_system_temp_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no_system_temp_dir"))  # any use there fails
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    train_with_epoch_checkpoints(checkpoint)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1
+    assert [p.name for p in checkpoint.parent.iterdir()] == ["last.ckpt"]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "run_config.yaml"
+# The temporary file of `write_bytes_atomically`: ".<target name>.<mkstemp's 8 random characters>.tmp".
+TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -37,6 +40,17 @@ def write_bytes_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete the temporaries `write_bytes_atomically` left under `root` when a kill interrupted it.
+
+    Only for a directory no other process writes to (a run directory its run has locked). Returns them.
+    """
+    stale = [path for path in root.rglob(".*.tmp") if TEMPORARY_NAME.fullmatch(path.name) and path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_result(run_dir: Path, record: dict[str, Any]) -> Path:

@@ -1,13 +1,14 @@
 """Deciding what a run may do with its directory: claim it, then start, resume, or refuse.
 
 A run directory belongs to one process at a time: before writing anything the run claims it with an
-exclusive lock (a second process on the same directory stops with one line). A run directory is never
-silently reused for a different experiment: its first start saves the resolved config (run_config.yaml);
-a later start in the same directory must ask for the same config, and then continues from
-`checkpoints/last.ckpt`. A damaged checkpoint (truncated, zeroed: see trustbench/results/archives.py) is
-never resumed from: resume=auto moves it aside to `last.ckpt.damaged-<time>` with a warning and starts
-over, resume=true stops and names it. A finished run is never overwritten. Directory names carry
-:func:`run_stamp`, so two runs or sweeps started in the same second still get directories of their own.
+exclusive lock (a second process on the same directory stops with one line), then removes the temporaries
+of atomic writes that a killed run may have left. A run directory is never silently reused for a different
+experiment: its first start saves the resolved config (run_config.yaml); a later start in the same
+directory must ask for the same config, and then continues from `checkpoints/last.ckpt`. A damaged
+checkpoint (truncated, zeroed: see trustbench/results/archives.py) is never resumed from: resume=auto moves
+it aside to `last.ckpt.damaged-<time>` with a warning and starts over, resume=true stops and names it. A
+finished run is never overwritten. Directory names carry :func:`run_stamp`, so two runs or sweeps started
+in the same second still get directories of their own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from trustbench.errors import RunDirError
 from trustbench.results.archives import damage
 from trustbench.results.locking import holder, try_lock
-from trustbench.results.record import CONFIG_FILE, read_result, write_atomically
+from trustbench.results.record import CONFIG_FILE, read_result, remove_stale_temporaries, write_atomically
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -109,6 +110,7 @@ def prepare_run_dir(run_dir: Path, cfg: DictConfig) -> Path | None:
     if resume not in RESUME_CHOICES:
         raise RunDirError(f"resume={resume!r} is not allowed; use resume=auto, resume=true or resume=false")
     claim_run_dir(run_dir)
+    remove_stale_temporaries(run_dir)
     saved_config = run_dir / CONFIG_FILE
     if saved_config.exists():
         if resume is False:
