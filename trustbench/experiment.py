@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ from trustbench.evaluation.context import EvaluationContext
 from trustbench.loggers import KeepEpochRow, continue_csv_logs, log_config
 from trustbench.methods.base import TrustModule
 from trustbench.results.display import print_metrics
-from trustbench.results.model_store import load_weights, save_weights, stored_model, stored_model_path
+from trustbench.results.model_store import (
+    load_weights,
+    recipe_lock,
+    save_weights,
+    stored_model,
+    stored_model_path,
+)
 from trustbench.results.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, last_checkpoint, prepare_run_dir
 from trustbench.runner import is_rank_zero
 from trustbench.user_model import load_user_checkpoint
@@ -70,6 +77,7 @@ def fit(cfg: DictConfig, run_dir: Path, use_store: bool = False) -> FittedRun | 
     """
     use_store = use_store or bool(cfg.method.get("posthoc"))
     check_choices(cfg)
+    torch.set_num_threads(cfg.threads)  # pinned: the thread count changes the weights (see config.yaml)
     checkpoint = prepare_run_dir(run_dir, cfg) if is_rank_zero() else last_checkpoint(run_dir)
     if checkpoint is not None:
         log.info("resuming from %s", checkpoint)
@@ -91,22 +99,25 @@ def fit(cfg: DictConfig, run_dir: Path, use_store: bool = False) -> FittedRun | 
     module = build_module(cfg, backbone, dataset.num_classes, dataset)
     loggers = [instantiate(logger_cfg) for logger_cfg in cfg.logger.values()]
 
-    trained = _trained_weights(cfg, use_store)
-    if trained is not None:
-        log.info("reusing the trained classifier %s (post-hoc methods never retrain)", trained)
-        if cfg.method.get("checkpoint"):  # the user's own model: TorchScript, a state dict or our .ckpt
-            load_user_checkpoint(module, trained, dataset.input_shape, dataset.num_classes)
+    # Concurrent jobs of one recipe take turns, so it is trained once (DDP workers follow their rank 0).
+    uses_the_store = use_store and not cfg.method.get("checkpoint") and is_rank_zero()
+    with recipe_lock(cfg) if uses_the_store else nullcontext():
+        trained = _trained_weights(cfg, use_store)
+        if trained is not None:
+            log.info("reusing the trained classifier %s (post-hoc methods never retrain)", trained)
+            if cfg.method.get("checkpoint"):  # the user's own model: TorchScript, a state dict or our .ckpt
+                load_user_checkpoint(module, trained, dataset.input_shape, dataset.num_classes)
+            else:
+                load_weights(module, trained)
+            step = 0
         else:
-            load_weights(module, trained)
-        step = 0
-    else:
-        trainer = train(cfg, module, datamodule, loggers, run_dir, checkpoint)
-        if not trainer.is_global_zero:
-            return None
-        module.to(trainer.strategy.root_device)
-        if use_store or cfg.method.get("store_weights"):  # where post-hoc methods will look for it
-            save_weights(module, stored_model_path(cfg))
-        step = trainer.global_step
+            trainer = train(cfg, module, datamodule, loggers, run_dir, checkpoint)
+            if not trainer.is_global_zero:
+                return None
+            module.to(trainer.strategy.root_device)
+            if use_store or cfg.method.get("store_weights"):  # where post-hoc methods will look for it
+                save_weights(module, stored_model_path(cfg))
+            step = trainer.global_step
     posthoc = module.fit_posthoc(datamodule)
     return FittedRun(module, datamodule, dataset, loggers, step, posthoc)
 

@@ -3,14 +3,18 @@
 A post-hoc method (an OOD detector, temperature scaling applied later, ...) never retrains: its run looks
 up the classifier that its training recipe would produce — keyed by the data split, backbone, method
 training recipe, trainer settings that change the weights, and seed — and trains it only when absent.
-So `trustbench run -m method=msp,energy,knn seed=0,1,2` trains three models, not nine. An entry that fails
-its check (trustbench/results/archives.py) counts as absent and is trained again.
+So `trustbench run -m method=msp,energy,knn seed=0,1,2` trains three models, not nine, also when its jobs
+run in parallel: a job looks up and trains under the recipe's lock (:func:`recipe_lock`), so the second
+job of a recipe waits and reuses the first one's classifier. An entry that fails its check
+(trustbench/results/archives.py) counts as absent and is trained again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from trustbench.data.user_files import user_data_files, user_data_settings
 from trustbench.fingerprint import fingerprint_config
 from trustbench.results.archives import intact
+from trustbench.results.locking import locked
 from trustbench.results.record import write_bytes_atomically
 
 # Data settings that change the trained weights (the OOD and shift sets only change the evaluation).
@@ -46,6 +51,7 @@ def training_recipe(cfg: DictConfig) -> dict[str, Any]:
         "optimizer": OmegaConf.to_container(method.optimizer, resolve=True),
         "scheduler": scheduler,
         "trainer": trainer,
+        "threads": cfg.threads,  # CPU reductions split over another thread count sum in another order
         "seed": cfg.seed,
     }
 
@@ -71,6 +77,14 @@ def stored_model(cfg: DictConfig) -> Path | None:
     """The model store's classifier of this run's training recipe, or None when it is absent or damaged."""
     path = stored_model_path(cfg)
     return path if intact(path) else None
+
+
+@contextmanager
+def recipe_lock(cfg: DictConfig) -> Iterator[None]:
+    """Hold while looking up, training and storing this recipe's classifier: concurrent jobs train it once."""
+    path = stored_model_path(cfg)
+    with locked(path.with_name(f".{path.name}.lock"), waiting_for="training the same classifier"):
+        yield
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:
