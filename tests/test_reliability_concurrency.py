@@ -16,11 +16,13 @@ import pytest
 import torch
 from conftest import CLI_ENV, FAST, REPO, cli_command, result, trustbench
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from trustbench.app import CONFIG_DIR
-from trustbench.errors import ConfigError
+from trustbench.errors import ConfigError, RunDirError
 from trustbench.results.locking import locked
 from trustbench.results.model_store import stored_model_path
+from trustbench.results.rundir import prepare_run_dir
 from trustbench.schema import validate
 
 
@@ -30,6 +32,41 @@ def start(*args: str, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+# Claims the run dir argv[1] as a run does, says so on stdout, and keeps it until stdin closes.
+CLAIM_RUN_DIR = """
+import sys
+from pathlib import Path
+from trustbench.results.rundir import claim_run_dir
+claim_run_dir(Path(sys.argv[1]))
+print("claimed", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_run_dir_claimed_by_another_process_is_refused_in_one_line(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", CLAIM_RUN_DIR, str(run_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "claimed\n"
+        with pytest.raises(RunDirError) as refused:
+            prepare_run_dir(run_dir, OmegaConf.create({"seed": 0, "resume": "auto"}))
+    finally:
+        holder.communicate("")
+    assert str(refused.value) == (
+        f"{run_dir} is in use by another trustbench process (pid {holder.pid}); "
+        "wait for it to end or pick another hydra.run.dir"
+    )
+    assert not (run_dir / "run_config.yaml").exists()
+    prepare_run_dir(run_dir, OmegaConf.create({"seed": 0, "resume": "auto"}))  # free once the holder ended
+
+
+@pytest.mark.slow
 def test_a_second_process_on_a_run_dir_in_use_stops_with_one_line(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     long_run = [*FAST, "trainer.max_epochs=1000", f"hydra.run.dir={run_dir}"]
