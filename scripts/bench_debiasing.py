@@ -4,10 +4,11 @@ Each method (configured exactly as `trustbench run method=NAME data=DATA` would 
 training epochs over the real training split: for every batch of the seeded epoch order, its loss (task
 loss + fairness term on the batch's logits, labels and protected group), backward and optimiser step.
 Reported: the median epoch time over `--repeats` epochs after one warm-up epoch, the methods taking turns
-epoch by epoch, and its ratio to the plain classifier trained on the same batches (target for w2reg:
-<= 1.3x).
+batch by batch (so a slow spell of a shared machine hits all of them alike; only the steps are timed, not
+the loader), and its ratio to the plain classifier trained on the same batches (target for w2reg:
+<= 1.10x).
 
-    python scripts/bench_debiasing.py [--data adult] [--repeats 3]
+    python scripts/bench_debiasing.py [--data adult] [--repeats 7] [--threads N]
 """
 
 from __future__ import annotations
@@ -48,27 +49,33 @@ def build(method: str, data: str, dataset) -> tuple[FairClassifier, TensorDataMo
     return module, datamodule
 
 
-def epoch_timer(module: FairClassifier, datamodule: TensorDataModule) -> Callable[[int], float]:
-    """A function that runs epoch `e` (loss, backward, step on every training batch) and returns its time."""
+def step_function(module: FairClassifier, datamodule: TensorDataModule) -> Callable[..., None]:
+    """A function that takes one training step of `module` (loss, backward, optimiser step) on a batch."""
     optimizer = module.optimizer_factory(params=module.parameters())
-    loader = datamodule.train_dataloader()
     if isinstance(module, Reweighing):  # its weights are fixed from the training split at fit start
         module.cell_weights.copy_(
             reweighing_weights(datamodule.y_train, datamodule.groups_train[datamodule.protected])
         )
+    module.train()
 
-    def one_epoch(epoch: int) -> float:
-        loader.sampler.set_epoch(epoch)
-        start = time.perf_counter()
-        module.train()
-        for x, y, group in loader:
-            optimizer.zero_grad(set_to_none=True)
-            logits = module.backbone(x)
-            (module.task_loss(logits, y, group) + module.fairness_term(logits, y, group)).backward()
-            optimizer.step()
-        return time.perf_counter() - start
+    def step(x: torch.Tensor, y: torch.Tensor, group: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        logits = module.backbone(x)
+        (module.task_loss(logits, y, group) + module.fairness_term(logits, y, group)).backward()
+        optimizer.step()
 
-    return one_epoch
+    return step
+
+
+def epoch_seconds(steps: dict[str, Callable[..., None]], loader) -> dict[str, float]:
+    """One epoch of every method, taking turns batch by batch; each method's summed step time."""
+    seconds = dict.fromkeys(steps, 0.0)
+    for batch in loader:
+        for method, step in steps.items():
+            start = time.perf_counter()
+            step(*batch)
+            seconds[method] += time.perf_counter() - start
+    return seconds
 
 
 def main() -> None:
@@ -76,23 +83,26 @@ def main() -> None:
     parser.add_argument("--data", default="adult", help="a dataset with a protected attribute")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--data-dir", default="~/.cache/trustbench")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dataset = load(args.data, args.data_dir)
-    timers = {}
+    steps = {}
     for method in METHODS:
         module, datamodule = build(method, args.data, dataset)
-        timers[method] = epoch_timer(module, datamodule)
-        timers[method](0)  # warm-up
-    # Methods take turns epoch by epoch, so a slow spell of the machine hits all of them alike.
+        steps[method] = step_function(module, datamodule)
+    loader = datamodule.train_dataloader()  # every method's data module splits and orders rows alike
+    epoch_seconds(steps, loader)  # warm-up
     samples: dict[str, list[float]] = {method: [] for method in METHODS}
     for epoch in range(1, args.repeats + 1):
-        for method, timer in timers.items():
-            samples[method].append(timer(epoch))
+        loader.sampler.set_epoch(epoch)
+        for method, seconds in epoch_seconds(steps, loader).items():
+            samples[method].append(seconds)
     times = {method: statistics.median(values) for method, values in samples.items()}
-    batches = len(datamodule.train_dataloader())
     print(
-        f"{args.data}: {len(datamodule.x_train)} training rows, {batches} batches per epoch, "
-        f"{torch.get_num_threads()} threads"
+        f"{args.data}: {len(datamodule.x_train)} training rows, {len(loader)} batches per epoch, "
+        f"{torch.get_num_threads()} threads, median of {args.repeats} epochs"
     )
     print(f"{'method':<12} {'s/epoch':>8} {'vs erm':>7}")
     for method, seconds in times.items():

@@ -27,6 +27,7 @@ import torch
 
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.augment import BatchAugmentation
+from trustbench.metrics.fairness import check_binary
 
 # Training-batch transform: (inputs, generator seeded for this batch) -> augmented inputs.
 BatchTransform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -247,6 +248,8 @@ class TensorDataModule(pl.LightningDataModule):
                 f"data.protected={protected!r} is not a group attribute of {dataset.name}; "
                 f"its attributes are {sorted(self.groups_train) or 'none'}"
             )
+        if protected is not None:  # once per dataset, so training steps need not check every batch's groups
+            check_binary(f"data.protected={protected!r} of {dataset.name}", self.groups_train[protected])
         self.protected = protected
 
     def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,6 @@ from torch.nn import functional as F
 from trustbench.backbones.base import Backbone
 from trustbench.errors import ConfigError
 from trustbench.methods.base import OptimizerFactory, Prediction, SchedulerFactory, TrustModule
-from trustbench.metrics.fairness import check_binary
 
 
 class FairClassifier(TrustModule):
@@ -81,8 +80,10 @@ def favourable_probability(logits: Tensor) -> Tensor:
 
 def split_by_group(values: Tensor, group: Tensor) -> tuple[Tensor, Tensor] | None:
     """``values`` of the unprivileged (S = 0) and privileged (S = 1) members of a batch; None when the
-    batch holds only one group, where a between-group penalty is undefined (callers then add 0)."""
-    privileged = check_binary("group", group, len(values))
+    batch holds only one group, where a between-group penalty is undefined (callers then add 0).
+
+    ``group`` holds 0/1, as the data module checks once per dataset (not here, on every training step)."""
+    privileged = group.to(torch.bool)
     if privileged.all() or not privileged.any():
         return None
     return values[~privileged], values[privileged]

@@ -13,6 +13,7 @@ the batch must hold both groups.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -56,25 +57,38 @@ def _grouped_w2_squared(
     """:func:`w2_squared` of ``values[group == 0]`` against ``values[group == 1]``, from one sort.
 
     Sorting by (group, value) puts group 0's order statistics first and group 1's after them, so both
-    quantile functions are read from one sorted tensor with one gather: on a training batch this costs a
-    third of two boolean selections and two ``torch.quantile`` calls. The quantiles are
+    quantile functions are read from one sorted tensor with one gather. The quantiles are
     ``torch.quantile``'s linear interpolation at position τ(n − 1). `spread` bounds max − min of `values`
     (1 for probabilities and errors), so adding more than it to group 1's sort keys separates the groups.
     """
     n_unprivileged = len(values) - n_privileged
     k = n_quantiles or max(n_unprivileged, n_privileged)
-    levels = (torch.arange(k, dtype=values.dtype, device=values.device) + 0.5) / k
+    positions, fractions = _quantile_plan(n_unprivileged, n_privileged, k, values.dtype, values.device)
     keys = values.detach() + (spread + 1) * group.to(values.dtype)
-    ordered = values[keys.argsort()]
+    low, high = values[keys.argsort()[positions]]  # each 2 × k: one row per group
+    quantiles = low + fractions * (high - low)
+    return (quantiles[0] - quantiles[1]).square().mean()
 
-    def quantiles(start: int, size: int) -> Tensor:
+
+@functools.lru_cache(maxsize=1024)
+def _quantile_plan(
+    n_unprivileged: int, n_privileged: int, k: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Where the K levels' order statistics sit in the (group, value)-sorted batch, and how to interpolate.
+
+    Returns ``positions`` (2 × 2 × K: low / high neighbour, then group 0 / group 1) and ``fractions``
+    (2 × K), the weight of the high neighbour. They depend only on the group sizes, so a training run,
+    whose batches have a few hundred possible splits, computes each once instead of once per step.
+    """
+    levels = (torch.arange(k, dtype=dtype, device=device) + 0.5) / k
+    lows, highs, fractions = [], [], []
+    for start, size in ((0, n_unprivileged), (n_unprivileged, n_privileged)):
         position = levels * (size - 1)
         low = position.floor().long()
-        high = (low + 1).clamp_max(size - 1)
-        low_values = ordered[start + low]
-        return low_values + (position - low) * (ordered[start + high] - low_values)
-
-    return (quantiles(0, n_unprivileged) - quantiles(n_unprivileged, n_privileged)).square().mean()
+        lows.append(start + low)
+        highs.append(start + (low + 1).clamp_max(size - 1))
+        fractions.append(position - low)
+    return torch.stack([torch.stack(lows), torch.stack(highs)]), torch.stack(fractions)
 
 
 @dataclass(frozen=True)
@@ -114,18 +128,26 @@ class W2Penalty:
                 f"{probs.dtype} and shape {tuple(probs.shape)}. Apply a sigmoid to binary logits, or take "
                 "softmax(logits)[:, 1]."
             )
-        values = probs if self.compare == "predictions" else self._errors(probs, y_true)
         privileged = check_binary("group", group, len(probs))
-        n_privileged = int(privileged.sum())
+        if self.compare == "errors":
+            if y_true is None:
+                raise ValueError(
+                    "compare='errors' needs y_true, the 0/1 labels of the batch; pass y_true=..."
+                )
+            y_true = check_binary("y_true", y_true, len(probs))
+        return self.unchecked(probs, privileged, y_true)
+
+    def unchecked(self, probs: Tensor, group: Tensor, y_true: Tensor | None = None) -> Tensor:
+        """The penalty without the checks of ``__call__``, for training batches whose groups and labels the
+        data module checked once per dataset (0/1 integers or bools) and probabilities from a sigmoid.
+
+        Training calls it on every step, where the checks would cost a reduction and a host sync each.
+        """
+        values = probs if self.compare == "predictions" else (probs - y_true.to(probs.dtype)).abs()
+        n_privileged = int(group.sum())
         if n_privileged in (0, len(probs)):  # one group only: no penalty defined
             return probs.sum() * 0.0
-        return _grouped_w2_squared(values, privileged, n_privileged, self.n_quantiles)
-
-    @staticmethod
-    def _errors(probs: Tensor, y_true: Tensor | None) -> Tensor:
-        if y_true is None:
-            raise ValueError("compare='errors' needs y_true, the 0/1 labels of the batch; pass y_true=...")
-        return (probs - check_binary("y_true", y_true, len(probs)).to(probs.dtype)).abs()
+        return _grouped_w2_squared(values, group, n_privileged, self.n_quantiles)
 
 
 def _check_n_quantiles(n_quantiles: int | None) -> None:
