@@ -25,7 +25,7 @@ from trustbench.data.loaders import TensorDataModule
 from trustbench.errors import ConfigError
 from trustbench.evaluation import evaluate
 from trustbench.evaluation.context import EvaluationContext
-from trustbench.loggers import KeepEpochRow, continue_csv_logs, log_config
+from trustbench.loggers import KeepEpochRow, continue_csv_logs, log_config, log_final
 from trustbench.methods.base import TrustModule
 from trustbench.results.display import print_metrics
 from trustbench.results.model_store import (
@@ -152,9 +152,7 @@ def train(
 
 def log_final_metrics(cfg: DictConfig, fitted: FittedRun, metrics: dict[str, float]) -> None:
     """Send the evaluation metrics to every logger and print them."""
-    for logger in fitted.loggers:
-        logger.log_metrics(metrics, step=fitted.step)
-        logger.save()
+    log_final(fitted.loggers, metrics, fitted.step)
     print_metrics(
         metrics, title=f"{cfg.data.name} · {cfg.backbone.name} · {cfg.method.name} · seed {cfg.seed}"
     )

@@ -86,6 +86,25 @@ def log_config(loggers: list[Logger], cfg: DictConfig) -> None:
         logger.log_hyperparams(hyperparameters)
 
 
+def log_final(loggers: list[Logger], metrics: dict[str, float], step: int) -> None:
+    """Log a run's evaluation metrics to every logger, after training, and write them out.
+
+    With DDP spawn the workers trained and wrote metrics.csv, so this process's CSV writer has never
+    seen the file's columns; it adopts them first (Lightning sorts its columns, so the union stays in the
+    file's order), else rewriting the header would drop the training rows' fields.
+    """
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            writer = logger.experiment
+            path = Path(writer.metrics_file_path)
+            if path.is_file():
+                with open(path, newline="") as handle:
+                    header = next(csv.reader(handle), [])
+                writer.metrics_keys = sorted(set(writer.metrics_keys) | set(header))
+        logger.log_metrics(metrics, step=step)
+        logger.save()
+
+
 def continue_csv_logs(loggers: list[Logger], checkpoint: Path) -> None:
     """Keep the rows a resumed run logged up to its checkpoint's epoch in each CSV logger's metrics.csv.
 

@@ -22,6 +22,7 @@ from trustbench.config import data_kind
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.experiment import fit
 from trustbench.fingerprint import fingerprint_tensors
+from trustbench.loggers import log_final
 from trustbench.progress import progress
 
 log = logging.getLogger("trustbench")
@@ -61,9 +62,7 @@ def run_audit(cfg: DictConfig, run_dir: Path) -> AuditResult | None:
     finished = sum(outcome.status == OK for outcome in outcomes.values())
     log.info("audit: %d of %d members finished on weights %s", finished, len(members), weights)
     summary_plots(metrics, outcomes, run_dir)
-    for logger in fitted.loggers:
-        logger.log_metrics(metrics, step=fitted.step)
-        logger.save()
+    log_final(fitted.loggers, metrics, fitted.step)
     log_tables_to_wandb(metrics, outcomes)
     print_audit(cfg, metrics, outcomes)
     return AuditResult(metrics, outcomes, weights)
