@@ -1,5 +1,8 @@
 """Costs of the uncertainty methods' training, as ratios measured in one process on the same batches.
 
+* trustbench's DUQ training step vs the authors' (`ReferenceDUQ`: train_duq_fm.py's step in plain eager
+  PyTorch), first checked equal to 1e-5 after a few steps from identical weights on the same batches, then
+  timed taking turns (target: trustbench <= 0.55 x the reference).
 * Deep ensemble of M members vs M x one ERM model (target: ensemble epoch <= 1.1 x M x single).
 * DUQ with its gradient penalty vs DUQ without it vs ERM (samples/s of a full training step).
 * The ensemble's M members run one after another (as `DeepEnsemble` trains them) vs stacked into one
@@ -11,7 +14,7 @@
 Each measurement is the median over `--repeats` timed passes of `--steps` training steps on real
 Fashion-MNIST batches (batch 128), with the DUQ CNN backbone unless said otherwise, after one warm-up pass.
 
-    python scripts/bench_uncertainty.py [--steps 40] [--repeats 3] [--members 5] [--stacking-only]
+    python scripts/bench_uncertainty.py [--steps 40] [--repeats 3] [--members 5] [--duq-only|--stacking-only]
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Callable
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.nn import functional as F
 
@@ -32,11 +36,14 @@ from trustbench.app import CONFIG_DIR
 from trustbench.data.catalog import load
 from trustbench.experiment import build_module
 from trustbench.methods.base import TrustModule
+from trustbench.methods.uncertainty.duq import DUQ
 from trustbench.methods.uncertainty.ensemble import DeepEnsemble
 
 BATCH_SIZE = 128
 STACKING_BACKBONES = ("cnn", "lenet")
 STACKING_TOLERANCE = 1e-5
+DUQ_CHECKED_STEPS = 3
+DUQ_TOLERANCE = 1e-5
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -195,11 +202,151 @@ def print_stacking_table(rows: list[tuple[str, float, float]], members: int) -> 
         print(f"{backbone:<9}  {sequential:17.4f}  {stacked:14.4f}  {stacked / sequential:11.3f}  {faster}")
 
 
+class ReferenceDUQ(nn.Module):
+    """DUQ's training step as the authors' code writes it, to time trustbench's DUQ against.
+
+    github.com/y0ast/deterministic-uncertainty-quantification: the network of `Model.compute_features` in
+    utils/cnn_duq.py (conv-BN-ReLU-maxpool three times, then a ReLU fully connected layer, in functional
+    calls), `CNN_DUQ`'s per-class embedding by einsum, its RBF kernel and centroid update, and the step of
+    train_duq_fm.py (`step` below). Plain eager PyTorch throughout. The layers, W and the centroid state are
+    copied from a trustbench `DUQ`, so both start from the same weights.
+    """
+
+    def __init__(self, duq: DUQ) -> None:
+        super().__init__()
+        stages = duq.backbone.conv
+        self.conv1, self.bn1 = copy.deepcopy(stages[0][0]), copy.deepcopy(stages[0][1])
+        self.conv2, self.bn2 = copy.deepcopy(stages[1][0]), copy.deepcopy(stages[1][1])
+        self.conv3, self.bn3 = copy.deepcopy(stages[2][0]), copy.deepcopy(stages[2][1])
+        self.fc1 = copy.deepcopy(duq.backbone.embedding[0])
+        self.W = nn.Parameter(duq.weight.detach().clone())
+        self.register_buffer("N", duq.centroid_counts.clone())
+        self.register_buffer("m", duq.centroid_sums.clone())
+        self.sigma, self.gamma, self.num_classes = duq.length_scale, duq.gamma, duq.num_classes
+
+    def compute_features(self, x: torch.Tensor) -> torch.Tensor:
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            x = F.max_pool2d(F.relu(bn(conv(x))), 2, 2)
+        return F.relu(self.fc1(x.flatten(1)))
+
+    def last_layer(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ij,mnj->imn", features, self.W)
+
+    def output_layer(self, z: torch.Tensor) -> torch.Tensor:
+        centroids = self.m / self.N.unsqueeze(0)
+        return (-((z - centroids.unsqueeze(0)) ** 2)).mean(1).div(2 * self.sigma**2).exp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(self.last_layer(self.compute_features(x)))
+
+    def update_embeddings(self, x: torch.Tensor, y_one_hot: torch.Tensor) -> None:
+        z = self.last_layer(self.compute_features(x))
+        self.N = self.gamma * self.N + (1 - self.gamma) * y_one_hot.sum(0)
+        self.m = self.gamma * self.m + (1 - self.gamma) * torch.einsum("ijk,ik->jk", z, y_one_hot)
+
+    def step(
+        self, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, penalty: float
+    ) -> None:
+        """train_duq_fm.py's `step`: BCE + λ · two-sided penalty from autograd.grad(create_graph=True),
+        SGD step, then the centroids' EMA in evaluation mode under no_grad."""
+        self.train()
+        optimizer.zero_grad()
+        y_one_hot = F.one_hot(y, num_classes=self.num_classes).float()
+        x = x.detach().requires_grad_(True)
+        y_pred = self(x)
+        loss = F.binary_cross_entropy(y_pred, y_one_hot)
+        y_pred_sum = y_pred.sum(1)
+        (gradients,) = torch.autograd.grad(
+            outputs=y_pred_sum,
+            inputs=x,
+            grad_outputs=torch.ones_like(y_pred_sum),
+            create_graph=True,
+            retain_graph=True,
+        )
+        loss += penalty * ((gradients.flatten(start_dim=1).norm(2, dim=1) - 1) ** 2).mean()
+        x.requires_grad_(False)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            self.eval()
+            self.update_embeddings(x, y_one_hot)
+
+
+def reference_state(reference: ReferenceDUQ) -> dict[str, torch.Tensor]:
+    """The reference's weights and centroid state under trustbench's `DUQ` state-dict names."""
+    names = {"W": "weight", "N": "centroid_counts", "m": "centroid_sums", "fc1": "backbone.embedding.0"}
+    names |= {
+        f"{layer}{i}": f"backbone.conv.{i - 1}.{index}"
+        for i in (1, 2, 3)
+        for layer, index in (("conv", 0), ("bn", 1))
+    }
+    state = {}
+    for name, value in reference.state_dict().items():
+        prefix, _, rest = name.partition(".")
+        state[names[prefix] + (f".{rest}" if rest else "")] = value
+    return state
+
+
+def duq_against_reference(dataset, x: torch.Tensor, y: torch.Tensor, steps: int, repeats: int) -> None:
+    """Check trustbench's DUQ step equal to the reference's on the same batches; then time both, in turns."""
+    batches = split_batches(x, y, steps)
+    duq = build("duq", dataset)
+    reference = ReferenceDUQ(duq)
+    duq_optimizer = duq.optimizer_factory(params=duq.parameters())
+    reference_optimizer = duq.optimizer_factory(params=reference.parameters())
+    for index, (xb, yb) in enumerate(batches[:DUQ_CHECKED_STEPS]):
+        training_step(duq, duq_optimizer, xb, yb, index)
+        reference.step(reference_optimizer, xb, yb, duq.gradient_penalty)
+    ours = duq.state_dict()
+    difference = max(
+        (value - ours[name]).abs().max().item() for name, value in reference_state(reference).items()
+    )
+    print(
+        f"DUQ vs the reference: after {DUQ_CHECKED_STEPS} steps from identical weights, max |difference| "
+        f"over weights, BatchNorm statistics and centroids = {difference:.2e}"
+    )
+    if difference > DUQ_TOLERANCE:
+        raise RuntimeError(
+            f"trustbench's DUQ step differs from the reference's by {difference:.2e} "
+            f"(allowed {DUQ_TOLERANCE:g}); timing them would compare different computations."
+        )
+
+    def ours_pass() -> None:
+        for index, (xb, yb) in enumerate(batches):
+            training_step(duq, duq_optimizer, xb, yb, index)
+
+    def reference_pass() -> None:
+        for xb, yb in batches:
+            reference.step(reference_optimizer, xb, yb, duq.gradient_penalty)
+
+    times = alternating_medians({"reference": reference_pass, "trustbench": ours_pass}, repeats)
+    print(
+        f"DUQ training step, batch {BATCH_SIZE}: reference {times['reference'] / steps:.4f} s, trustbench "
+        f"{times['trustbench'] / steps:.4f} s; trustbench / reference = "
+        f"{times['trustbench'] / times['reference']:.3f} (target <= 0.55)"
+    )
+
+
+def alternating_medians(passes: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median wall time of each pass over `repeats` rounds in which the passes take turns, after a warm-up."""
+    samples: dict[str, list[float]] = {name: [] for name in passes}
+    for round_index in range(repeats + 1):
+        for name, one_pass in passes.items():
+            start = time.perf_counter()
+            one_pass()
+            if round_index:
+                samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--members", type=int, default=5)
+    parser.add_argument(
+        "--duq-only", action="store_true", help="only trustbench's DUQ step against the reference's"
+    )
     parser.add_argument(
         "--stacking-only",
         action="store_true",
@@ -210,6 +357,10 @@ def main() -> None:
     dataset = load("fashion_mnist", "unused-data-dir-falls-back-to-mirrors")
     x, y = dataset.x_train[: args.steps * BATCH_SIZE], dataset.y_train[: args.steps * BATCH_SIZE]
     samples = args.steps * BATCH_SIZE
+    print(f"{torch.get_num_threads()} threads, {args.steps} steps of batch 128 on Fashion-MNIST")
+    duq_against_reference(dataset, x, y, args.steps, args.repeats)
+    if args.duq_only:
+        return
 
     if not args.stacking_only:
         erm = seconds_per_pass(build("erm", dataset), x, y, args.steps, args.repeats)
