@@ -9,6 +9,7 @@ from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.counterfactual import evaluate_counterfactual
 from trustbench.evaluation.fairness import evaluate_fairness
 from trustbench.evaluation.ood import evaluate_ood
+from trustbench.evaluation.stress import evaluate_stress
 from trustbench.evaluation.uncertainty import evaluate_uncertainty
 
 Suite = Callable[[EvaluationContext], dict[str, float]]
@@ -17,6 +18,7 @@ SUITES: dict[str, Suite] = {
     "counterfactual": evaluate_counterfactual,
     "fairness": evaluate_fairness,
     "ood": evaluate_ood,
+    "stress": evaluate_stress,
     "uncertainty": evaluate_uncertainty,
 }
 
