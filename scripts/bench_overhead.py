@@ -5,7 +5,12 @@ once through trustbench's path (composed config, TrustModule, TensorDataModule, 
 the CSV logger) and once as a plain loop, alternating in one process, and prints the ratio of median
 epoch times (target ≤ 1.10). Then times `trustbench --help` and `trustbench list` in fresh processes.
 
-    python scripts/bench_overhead.py [--rows 12800] [--repeats 3]
+Then the start-up of a run, in fresh processes (median of `--repeats`): the seconds from starting
+`trustbench run data=mnist` to its first training batch (target ≤ 3 s), and for a wrong override
+(`trainer.max_epoch=3`, `data.batch_size=-3`) the seconds until it has failed (target < 1 s). The first
+run also fills the decoded-data cache, so it is left out of the median.
+
+    python scripts/bench_overhead.py [--rows 12800] [--repeats 3] [--startup-only]
 """
 
 from __future__ import annotations
@@ -83,6 +88,70 @@ def hand_written_epoch(cfg, dataset: ArrayDataset) -> float:
     return time.perf_counter() - start
 
 
+# Runs `trustbench run ARGS` and, at its first training batch, prints the wall clock and exits.
+FIRST_BATCH_PROBE = """
+import os, sys, time
+from trustbench.cli import main
+from trustbench.methods.base import TrustModule
+
+def first_batch(*args):
+    print(f"first batch at {time.time():.6f}", flush=True)
+    os._exit(0)
+
+TrustModule.on_train_batch_start = first_batch
+main(["run", *sys.argv[1:]])
+"""
+BAD_OVERRIDES = ("trainer.max_epoch=3", "data.batch_size=-3")
+
+
+def seconds_to_first_batch(run_dir: Path) -> float:
+    """Seconds from starting a fresh `trustbench run data=mnist` to its first training batch."""
+    start = time.time()
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_BATCH_PROBE, "data=mnist", f"hydra.run.dir={run_dir}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    stamp = next(line for line in done.stdout.splitlines() if line.startswith("first batch at "))
+    return float(stamp.removeprefix("first batch at ")) - start
+
+
+def seconds_to_fail(override: str) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "trustbench.cli", "run", override], capture_output=True)
+    if done.returncode == 0:
+        raise RuntimeError(f"trustbench run {override} was expected to fail but succeeded")
+    return time.perf_counter() - start
+
+
+def seconds_to_import_lightning() -> float:
+    """The floor under any run's start-up: a fresh interpreter importing Lightning (and so torch)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import pytorch_lightning"], check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def print_startup(repeats: int) -> None:
+    first, floor = [], []
+    with tempfile.TemporaryDirectory() as runs:
+        seconds_to_first_batch(Path(runs) / "warm-up")
+        for index in range(repeats):  # taking turns, so a slow spell of the machine hits both alike
+            first.append(seconds_to_first_batch(Path(runs) / str(index)))
+            floor.append(seconds_to_import_lightning())
+    print(
+        f"trustbench run data=mnist, process start to first training batch: median "
+        f"{statistics.median(first):.2f} s ({', '.join(f'{t:.2f}' for t in first)}; target <= 3)"
+    )
+    print(
+        f"  of which a fresh `import pytorch_lightning` alone takes {statistics.median(floor):.2f} s "
+        f"(ratio run / import: {statistics.median(first) / statistics.median(floor):.2f})"
+    )
+    for override in BAD_OVERRIDES:
+        failed = [seconds_to_fail(override) for _ in range(repeats)]
+        print(f"trustbench run {override}: fails after {statistics.median(failed):.2f} s (target < 1)")
+
+
 def cli_seconds(*args: str, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats):
@@ -97,7 +166,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=12800, help="training rows per epoch (default 12800)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backbone", default="cnn")
+    parser.add_argument("--startup-only", action="store_true", help="only the start-up figures")
     args = parser.parse_args()
+    if args.startup_only:
+        print_startup(args.repeats)
+        return
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=["data=mnist", f"backbone={args.backbone}", "method=erm"])
@@ -140,6 +213,7 @@ def main() -> None:
         f"trustbench --help: {cli_seconds('--help'):.3f} s, trustbench list: {cli_seconds('list'):.3f} s "
         "(median of 5 fresh processes)"
     )
+    print_startup(args.repeats)
 
 
 if __name__ == "__main__":
