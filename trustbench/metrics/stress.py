@@ -26,7 +26,7 @@ metric on the sample with each row repeated as often:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -46,6 +46,15 @@ class RowQuantities:
     columns: dict[str, int]
     num_classes: int
     attributes: tuple[str, ...]
+
+    def pooled(self, pool: Tensor, pools: int, base: Tensor) -> RowQuantities:
+        """The ``base``-weighted mean quantities of the rows of each pool (``pool``: a pool id in
+        [0, ``pools``) per row), e.g. the rows that share a feature value: weights over the pools then give
+        the metrics of those weights shared by each pool's rows in proportion to ``base``."""
+        mass = torch.zeros(pools, dtype=torch.float64).index_add_(0, pool, base)
+        sums = torch.zeros(pools, self.table.shape[1], dtype=torch.float64)
+        sums.index_add_(0, pool, self.table * base[:, None])
+        return replace(self, table=sums / mass.clamp_min(torch.finfo(torch.float64).tiny)[:, None])
 
     def metric_names(self) -> tuple[str, ...]:
         """The keys :func:`weighted_metrics` returns, in a fixed order."""

@@ -27,7 +27,7 @@ from trustbench.metrics.stress import RowQuantities, row_quantities, weighted_me
 from trustbench.stress.features import TabularFeature
 from trustbench.stress.grid import stress_targets
 from trustbench.stress.settings import StressSettings
-from trustbench.stress.tilting import effective_sample_size, kl_to_base, tilt
+from trustbench.stress.tilting import effective_sample_size, kl_to_base, tilt_distinct
 from trustbench.stress.transport import (
     isotonic_transport,
     lower_quantile_index,
@@ -78,16 +78,26 @@ def tilt_curves(
     values: Tensor, taus: Tensor, settings: StressSettings, data: Unstressed
 ) -> dict[str, Tensor]:
     """Entropic projection of ``values`` to each level's target mean: {"target", metrics..., "kl", "ess"},
-    each (L,), plus ``<metric>/low`` and ``<metric>/high`` bands when resamples are drawn."""
+    each (L,), plus ``<metric>/low`` and ``<metric>/high`` bands when resamples are drawn.
+
+    The weights depend on a row only through its value, so each resample's metrics come from the mean
+    quantities of the rows sharing a value (:meth:`RowQuantities.pooled`), never from n weights per level."""
     targets = stress_targets(values, taus, settings.alpha, float(values.mean()))
-    weights = tilt(values, targets).weights
-    curves = {"target": targets, **weighted_metrics(weights, data.rows)}
-    resampled = [
-        weighted_metrics(tilt(values, targets, counts).weights, data.rows) for counts in data.resamples
-    ]
+    support, row_value = torch.unique(values, return_inverse=True)
+
+    def projected(base: Tensor, start: Tensor | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        mass = torch.zeros(len(support), dtype=torch.float64).index_add_(0, row_value, base)
+        weights, xi = tilt_distinct(support, mass, targets, start)
+        return weights, xi, weighted_metrics(weights, data.rows.pooled(row_value, len(support), base))
+
+    ones = torch.ones(len(values), dtype=torch.float64)
+    weights, xi, metrics = projected(ones)
+    counts = torch.zeros(len(support), dtype=torch.float64).index_add_(0, row_value, ones)
+    curves = {"target": targets, **metrics}
+    resampled = [projected(base, xi)[2] for base in data.resamples]
     if resampled:
         curves |= _bands({metric: torch.stack([r[metric] for r in resampled]) for metric in resampled[0]})
-    return curves | {"kl": kl_to_base(weights), "ess": effective_sample_size(weights)}
+    return curves | {"kl": kl_to_base(weights, counts), "ess": effective_sample_size(weights, counts)}
 
 
 def transport_curves(

@@ -43,30 +43,44 @@ def tilt(values: Tensor, targets: Tensor, base: Tensor | None = None) -> Tilt:
     """The entropic projection of the module docstring, for each of the ``targets`` (float64 results).
 
     λ depends on a row only through its value, so the solver works on the distinct values with their total
-    mass (a one-hot column has two, an 8-bit pixel at most 256) and spreads each value's weight over its
-    rows in proportion to their base weight at the end.
+    mass (:func:`tilt_distinct`; a one-hot column has two, an 8-bit pixel at most 256) and spreads each
+    value's weight over its rows in proportion to their base weight.
     """
     x = _feature(values)
     base = _base(base, len(x))
+    if not x[base > 0].std() > 0:
+        raise ValueError("a constant feature cannot be tilted: every weighting leaves its mean unchanged")
     support, row_value = torch.unique(x, return_inverse=True)
     mass = torch.zeros(len(support), dtype=torch.float64).index_add_(0, row_value, base)
-    mean, std = x.mean(), x.std()
-    if not std > 0:
-        raise ValueError("a constant feature cannot be tilted: every weighting leaves its mean unchanged")
+    weights, xi = tilt_distinct(support, mass, targets)
+    share_of_value = torch.where(base > 0, base / mass[row_value], 0.0)
+    return Tilt(weights[:, row_value] * share_of_value, xi)
+
+
+def tilt_distinct(support: Tensor, mass: Tensor, targets: Tensor, start: Tensor | None = None) -> Tilt:
+    """The projection for a sample given as distinct values ``support`` (K) with base ``mass`` (K): the
+    weights (L × K) are then each value's total weight, to be shared by its rows. A sample holding one
+    value (a rare category missing from a bootstrap resample) reaches no target: NaN. Newton starts from
+    ``start`` (ξ per target, feature units; a resample starts from the whole sample's ξ), else from 0."""
+    if (mass > 0).sum() < 2:
+        nothing = torch.full_like(targets, torch.nan, dtype=torch.float64)
+        return Tilt(torch.full((len(targets), len(support)), torch.nan, dtype=torch.float64), nothing)
+    share = mass / mass.sum()
+    mean = share @ support
+    std = (share @ (support - mean).square()).sqrt()
     z = (support - mean) / std
     goal = (targets.to(torch.float64) - mean) / std
-    xi = _solve(z, mass, goal)
-    value_weights = torch.softmax(xi[:, None] * z + mass.log(), dim=1)
-    share_of_value = torch.where(base > 0, base / mass[row_value], 0.0)
-    return Tilt(value_weights[:, row_value] * share_of_value, xi / std)
+    first = torch.zeros_like(goal) if start is None else torch.nan_to_num(start * std, nan=0.0)
+    xi = _solve(z, mass, goal, first)
+    return Tilt(torch.softmax(xi[:, None] * z + mass.log(), dim=1), xi / std)
 
 
-def _solve(z: Tensor, mass: Tensor, goal: Tensor) -> Tensor:
-    """ξ (standardised units) with Σ_k λ_k z_k = goal, λ ∝ mass · exp(ξ z), per goal; NaN if unreachable."""
+def _solve(z: Tensor, mass: Tensor, goal: Tensor, xi: Tensor) -> Tensor:
+    """ξ (standardised units) with Σ_k λ_k z_k = goal, λ ∝ mass · exp(ξ z), per goal, by Newton from ``xi``;
+    NaN if unreachable."""
     log_mass = mass.log()
     support = z[mass > 0]
     reachable = (goal > support.min()) & (goal < support.max())
-    xi = torch.zeros_like(goal)
     below = torch.full_like(goal, -torch.inf)  # ξ values known to give a mean under the goal
     above = torch.full_like(goal, torch.inf)  # ... and over it
     for _ in range(MAX_ITERATIONS):
@@ -94,9 +108,13 @@ def kl_to_base(weights: Tensor, base: Tensor | None = None) -> Tensor:
     return terms.sum(dim=-1)
 
 
-def effective_sample_size(weights: Tensor) -> Tensor:
-    """Kish's effective number of rows 1 / Σ λ_i², per row of ``weights``: how many rows a stress rests on."""
-    return 1.0 / weights.square().sum(dim=-1)
+def effective_sample_size(weights: Tensor, rows_per_weight: Tensor | None = None) -> Tensor:
+    """Kish's effective number of rows 1 / Σ λ_i², per row of ``weights``: how many rows a stress rests on.
+
+    With ``rows_per_weight``, each weight is shared equally by that many rows (the distinct values of
+    :func:`tilt_distinct` and their counts)."""
+    spread = 1.0 if rows_per_weight is None else rows_per_weight
+    return 1.0 / (weights.square() / spread).sum(dim=-1)
 
 
 def _feature(values: Tensor) -> Tensor:
