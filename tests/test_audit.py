@@ -46,6 +46,7 @@ def test_every_member_reports_under_its_own_keys_on_one_set_of_weights(image_aud
     assert set(families) == {
         "uncertainty",
         "fair",
+        "stress",
         "ood/msp",
         "ood/energy",
         "ood/knn",
@@ -57,7 +58,8 @@ def test_every_member_reports_under_its_own_keys_on_one_set_of_weights(image_aud
         "error": "synthetic_image has no protected groups",
         "seconds": 0.0,
     }
-    assert all(families[m]["status"] == "ok" for m in families if m != "fair")
+    assert families["stress"]["status"] == "skipped"  # synthetic_image names no data.stress
+    assert all(families[m]["status"] == "ok" for m in families if m not in ("fair", "stress"))
     assert {"cls/acc", "cal/ece", "sc/aurc", "ood/knn/near/auroc", "hp/knn/k", "cf/deduce/validity"} <= set(
         metrics
     )
@@ -93,6 +95,22 @@ def test_the_report_has_a_section_per_family_and_a_row_per_member(image_audit: P
     assert "synthetic_image has no protected groups" in html
     assert (image_audit / "plots" / "ood" / "detectors_auroc.png").is_file()
     assert (image_audit / "families" / "cf.deduce" / "plots" / "counterfactuals.png").is_file()
+
+
+def test_the_audit_report_opens_in_chromium_with_every_image_decoded(image_audit: Path, chromium) -> None:
+    chromium.set_window_size(1280, 900)
+    chromium.get((image_audit / "report.html").as_uri())
+    sections = chromium.execute_script(
+        "return [...document.querySelectorAll('section.family')].map(s => s.id)"
+    )
+    assert {"family-cls", "family-cal", "family-ood", "family-fair", "family-cf"} <= set(sections)
+    images = chromium.execute_script(
+        "return [...document.images].map(i => [i.alt, i.complete && i.naturalWidth > 0])"
+    )
+    assert len(images) >= 3 + 2 * 4 and all(decoded for _, decoded in images)  # own plots, 2 per detector
+    assert [entry for entry in chromium.get_log("browser") if entry["level"] == "SEVERE"] == []
+    chromium.set_window_size(1280, chromium.execute_script("return document.documentElement.scrollHeight"))
+    assert chromium.save_screenshot(str(image_audit / "report_screenshot.png"))
 
 
 def test_the_report_tables_and_figures_go_to_the_wandb_run(image_audit: Path) -> None:
@@ -219,4 +237,5 @@ def test_the_plan_applies_each_member_to_the_data_it_suits() -> None:
     ]
     assert all(members[n].skipped for n in members if n.startswith("ood/"))
     assert members["fair"].skipped is None and members["cf/dice"].cfg.method.explain.points == 30
+    assert members["stress"].skipped is None and members["stress"].cfg.data.stress.features
     assert members["cf/dice"].cfg.method.explainer.name == "dice"

@@ -4,10 +4,8 @@ screenshot in the run dir. Skipped, saying why, where no browser is installed (C
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import pytest
 import torch
 from test_report import make_run
 
@@ -18,15 +16,6 @@ from trustbench.plots.fairness import group_rate_bars
 from trustbench.plots.ood import roc_curves, score_histograms
 from trustbench.report.render import write_report
 
-webdriver = pytest.importorskip(
-    "selenium.webdriver", reason="selenium is not installed (pip install -e .[dev])"
-)
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="no headless browser: install Debian's chromium and chromium-driver "
-    "(scripts/install_system_data.sh does so as root)",
-)
 SCREENSHOT = "report_screenshot.png"
 
 
@@ -56,18 +45,6 @@ def audited_run(run_dir: Path) -> Path:
     roc_curves(id_scores, ood_scores, plots / "ood_roc.png")
     group_rate_bars(fairness, plots / "fairness_groups.png")
     return run_dir
-
-
-@pytest.fixture
-def chromium():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    yield driver
-    driver.quit()
 
 
 def test_report_opens_in_chromium_with_every_section_and_image_and_no_console_error(

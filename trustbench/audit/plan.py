@@ -1,5 +1,6 @@
-"""Which members an audit runs on its one model: the method's own suite, fairness, every OOD detector and
-every counterfactual explainer that applies to the data, each with the config its suite reads.
+"""Which members an audit runs on its one model: the method's own suite, fairness, stress testing, every
+OOD detector and every counterfactual explainer that applies to the data, each with the config its suite
+reads.
 
 A member's config is the audit's config with `method` replaced by the member's method config, composed by
 Hydra from configs/method/<name>.yaml with the audit's other overrides, so a detector or explainer in an
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from trustbench.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-FAMILIES = ("uncertainty", "fairness", "ood", "counterfactual")
+FAMILIES = ("uncertainty", "fairness", "stress", "ood", "counterfactual")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ def plan_members(
         members.append(Member("uncertainty", cfg.method.evaluation, cfg))
     if "fairness" in families:
         members.append(_fairness(cfg, num_classes, has_groups))
+    if "stress" in families:
+        members.append(_stress(cfg))
     if "ood" in families:
         for name in cfg.audit.detectors:
             members.append(_posthoc(cfg, "ood", name, data_kind, feature_dim))
@@ -92,6 +95,14 @@ def _fairness(cfg: DictConfig, num_classes: int, has_groups: bool) -> Member:
             "fair", "fairness", None, f"fairness needs a binary task; {cfg.data.name} has {num_classes}"
         )
     return Member("fair", "fairness", cfg)
+
+
+def _stress(cfg: DictConfig) -> Member:
+    if not cfg.data.get("stress"):
+        return Member(
+            "stress", "stress", None, f"data {cfg.data.name} names no features to stress (data.stress)"
+        )
+    return Member("stress", "stress", cfg)
 
 
 def _posthoc(cfg: DictConfig, family: str, name: str, data_kind: str, feature_dim: int | None) -> Member:

@@ -17,6 +17,7 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     ("ood", "Out-of-distribution detection"),
     ("shift", "Dataset shift"),
     ("fair", "Fairness"),
+    ("stress", "Stress testing (shifted test populations)"),
     ("cf", "Counterfactual explanations"),
     ("val", "Validation split"),
     ("hp", "Chosen hyperparameters"),
@@ -48,6 +49,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("fair", "fpr"): "false positive rate P(ŷ=1|Y=0) of the group",
     ("fair", "sel"): "selection rate P(ŷ=1) of the group; class 1 is the favourable outcome",
     ("fair", "count"): "members of the group in the test split",
+    ("fair", "constant_predictor"): "1 when the model predicts one class for all test points (moot parity)",
     ("cf", "validity"): "share of counterfactuals the model assigns to the target class ↑",
     ("cf", "n"): "counterfactuals asked for",
     ("cf", "n_valid"): "counterfactuals that reached the target class",
@@ -77,6 +79,7 @@ PLOT_FAMILIES: tuple[tuple[str, str], ...] = (
     ("ood_", "ood"),
     ("shift_", "shift"),
     ("fairness", "fair"),
+    ("stress_", "stress"),
     ("tradeoff", "fair"),
     ("counterfactual", "cf"),
 )
