@@ -11,7 +11,7 @@ from scipy.optimize import brentq, minimize
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import load
 from trustbench.stress.grid import stress_levels, stress_targets
-from trustbench.stress.tilting import effective_sample_size, kl_to_base, tilt
+from trustbench.stress.tilting import effective_sample_size, kl_to_base, tilt, tilt_distinct
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +155,17 @@ def test_targets_and_weights_agree_with_the_ethik_package(adult: ArrayDataset) -
     np.testing.assert_allclose(
         tilt(values, torch.tensor([target])).weights[0].numpy(), their_weights, atol=1e-8
     )
+
+
+def test_a_batch_of_resampled_masses_is_solved_as_each_would_be_alone(adult: ArrayDataset) -> None:
+    values = adult_feature(adult, "education_num")
+    support, row_value = torch.unique(values, return_inverse=True)
+    counts = torch.randint(0, 3, (3, len(values)), generator=torch.Generator().manual_seed(3)).double()
+    masses = torch.zeros(3, len(support), dtype=torch.float64).index_add_(1, row_value, counts)
+    targets = torch.tensor([7.0, 10.0, 13.5], dtype=torch.float64)
+    batched, _ = tilt_distinct(support, masses, targets)
+    for mass, weights in zip(masses, batched, strict=True):
+        torch.testing.assert_close(
+            weights, tilt_distinct(support, mass, targets).weights, rtol=1e-9, atol=1e-12
+        )
+        assert (weights @ support - targets).abs().max() < 1e-8

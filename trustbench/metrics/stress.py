@@ -35,6 +35,7 @@ from trustbench.metrics.classification import check_probs_labels
 from trustbench.metrics.fairness import check_binary
 
 CALIBRATION_BINS = 15
+POOLING_ELEMENTS = 2**22  # weighted row quantities held at once by RowQuantities.pooled (32 MiB)
 GROUP_SUMS = ("members", "selected", "positives", "true_positives", "negatives", "false_positives")
 
 
@@ -50,11 +51,17 @@ class RowQuantities:
     def pooled(self, pool: Tensor, pools: int, base: Tensor) -> RowQuantities:
         """The ``base``-weighted mean quantities of the rows of each pool (``pool``: a pool id in
         [0, ``pools``) per row), e.g. the rows that share a feature value: weights over the pools then give
-        the metrics of those weights shared by each pool's rows in proportion to ``base``."""
-        mass = torch.zeros(pools, dtype=torch.float64).index_add_(0, pool, base)
-        sums = torch.zeros(pools, self.table.shape[1], dtype=torch.float64)
-        sums.index_add_(0, pool, self.table * base[:, None])
-        return replace(self, table=sums / mass.clamp_min(torch.finfo(torch.float64).tiny)[:, None])
+        the metrics of those weights shared by each pool's rows in proportion to ``base``. ``base`` may be
+        a batch (B × n, e.g. bootstrap counts): the table is then B × pools × m."""
+        batch = base.reshape(-1, base.shape[-1]).to(torch.float64)
+        mass = torch.zeros(len(batch), pools, dtype=torch.float64).index_add_(1, pool, batch)
+        sums = torch.zeros(len(batch), pools, self.table.shape[1], dtype=torch.float64)
+        step = max(1, POOLING_ELEMENTS // self.table.numel())  # bounds the memory of the weighted copies
+        for start in range(0, len(batch), step):
+            chunk = batch[start : start + step]
+            sums[start : start + step].index_add_(1, pool, chunk[:, :, None] * self.table)
+        means = sums / mass.clamp_min(torch.finfo(torch.float64).tiny)[..., None]
+        return replace(self, table=means.reshape(*base.shape[:-1], pools, self.table.shape[1]))
 
     def metric_names(self) -> tuple[str, ...]:
         """The keys :func:`weighted_metrics` returns, in a fixed order."""
@@ -106,13 +113,19 @@ def row_quantities(
 
 
 def weighted_metrics(weights: Tensor, rows: RowQuantities) -> dict[str, Tensor]:
-    """Every metric of the module docstring for each weight vector: ``weights`` (..., n) → values (...)."""
-    if weights.shape[-1] != len(rows.table):
+    """Every metric of the module docstring for each weight vector: ``weights`` (..., n) → values (...).
+
+    A batch of tables (B × n × m, from :meth:`RowQuantities.pooled`) takes weights (B × ... × n)."""
+    rows_per_table = rows.table.shape[-2]
+    if weights.shape[-1] != rows_per_table:
         raise ValueError(
-            f"weights must end with one entry per row ({len(rows.table)}); got {tuple(weights.shape)}"
+            f"weights must end with one entry per row ({rows_per_table}); got {tuple(weights.shape)}"
         )
     weights = weights.to(torch.float64)
-    sums = (weights.unsqueeze(-2) @ rows.table).squeeze(-2) / weights.sum(dim=-1, keepdim=True)
+    tables = rows.table.reshape(
+        *rows.table.shape[:-2], *[1] * (weights.ndim - rows.table.ndim + 1), *rows.table.shape[-2:]
+    )
+    sums = (weights.unsqueeze(-2) @ tables).squeeze(-2) / weights.sum(dim=-1, keepdim=True)
 
     def total(name: str) -> Tensor:
         return sums[..., rows.columns[name]]

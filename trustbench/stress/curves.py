@@ -80,24 +80,21 @@ def tilt_curves(
     """Entropic projection of ``values`` to each level's target mean: {"target", metrics..., "kl", "ess"},
     each (L,), plus ``<metric>/low`` and ``<metric>/high`` bands when resamples are drawn.
 
-    The weights depend on a row only through its value, so each resample's metrics come from the mean
-    quantities of the rows sharing a value (:meth:`RowQuantities.pooled`), never from n weights per level."""
+    The weights depend on a row only through its value, so the sample and all its resamples are solved
+    together on the distinct values, and their metrics come from the mean quantities of the rows sharing
+    a value (:meth:`RowQuantities.pooled`), never from n weights per level."""
     targets = stress_targets(values, taus, settings.alpha, float(values.mean()))
     support, row_value = torch.unique(values, return_inverse=True)
-
-    def projected(base: Tensor, start: Tensor | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        mass = torch.zeros(len(support), dtype=torch.float64).index_add_(0, row_value, base)
-        weights, xi = tilt_distinct(support, mass, targets, start)
-        return weights, xi, weighted_metrics(weights, data.rows.pooled(row_value, len(support), base))
-
-    ones = torch.ones(len(values), dtype=torch.float64)
-    weights, xi, metrics = projected(ones)
-    counts = torch.zeros(len(support), dtype=torch.float64).index_add_(0, row_value, ones)
-    curves = {"target": targets, **metrics}
-    resampled = [projected(base, xi)[2] for base in data.resamples]
-    if resampled:
-        curves |= _bands({metric: torch.stack([r[metric] for r in resampled]) for metric in resampled[0]})
-    return curves | {"kl": kl_to_base(weights, counts), "ess": effective_sample_size(weights, counts)}
+    bases = torch.cat([torch.ones(1, len(values), dtype=torch.float64), data.resamples])  # sample, resamples
+    masses = torch.zeros(len(bases), len(support), dtype=torch.float64).index_add_(1, row_value, bases)
+    weights = tilt_distinct(support, masses, targets).weights  # (1 + B) × L × K
+    metrics = weighted_metrics(weights, data.rows.pooled(row_value, len(support), bases))
+    curves = {"target": targets} | {metric: per_base[0] for metric, per_base in metrics.items()}
+    curves |= _bands({metric: per_base[1:] for metric, per_base in metrics.items()})
+    return curves | {
+        "kl": kl_to_base(weights[0], masses[0]),
+        "ess": effective_sample_size(weights[0], masses[0]),
+    }
 
 
 def transport_curves(

@@ -57,34 +57,35 @@ def tilt(values: Tensor, targets: Tensor, base: Tensor | None = None) -> Tilt:
     return Tilt(weights[:, row_value] * share_of_value, xi)
 
 
-def tilt_distinct(support: Tensor, mass: Tensor, targets: Tensor, start: Tensor | None = None) -> Tilt:
-    """The projection for a sample given as distinct values ``support`` (K) with base ``mass`` (K): the
-    weights (L × K) are then each value's total weight, to be shared by its rows. A sample holding one
-    value (a rare category missing from a bootstrap resample) reaches no target: NaN. Newton starts from
-    ``start`` (ξ per target, feature units; a resample starts from the whole sample's ξ), else from 0."""
-    if (mass > 0).sum() < 2:
-        nothing = torch.full_like(targets, torch.nan, dtype=torch.float64)
-        return Tilt(torch.full((len(targets), len(support)), torch.nan, dtype=torch.float64), nothing)
-    share = mass / mass.sum()
+def tilt_distinct(support: Tensor, mass: Tensor, targets: Tensor) -> Tilt:
+    """The projection for a sample given as distinct values ``support`` (K) with base ``mass`` (K, or a
+    batch B × K of masses, e.g. bootstrap resamples, solved together): weights (L × K, or B × L × K) are
+    each value's total weight, to be shared by its rows, and ξ (L, or B × L). A sample whose mass sits on
+    one value (a rare category missing from a resample) reaches no target: NaN."""
+    share = mass.sum(dim=tuple(range(mass.ndim - 1))) if mass.ndim > 1 else mass
+    share = share / share.sum()
     mean = share @ support
-    std = (share @ (support - mean).square()).sqrt()
+    std = (share @ (support - mean).square()).sqrt()  # the pooled sample's scale, for conditioning only
+    if not std > 0:
+        raise ValueError("a constant feature cannot be tilted: every weighting leaves its mean unchanged")
     z = (support - mean) / std
     goal = (targets.to(torch.float64) - mean) / std
-    first = torch.zeros_like(goal) if start is None else torch.nan_to_num(start * std, nan=0.0)
-    xi = _solve(z, mass, goal, first)
-    return Tilt(torch.softmax(xi[:, None] * z + mass.log(), dim=1), xi / std)
+    xi = _solve(z, mass.to(torch.float64), goal)
+    return Tilt(torch.softmax(xi[..., None] * z + mass.log()[..., None, :], dim=-1), xi / std)
 
 
-def _solve(z: Tensor, mass: Tensor, goal: Tensor, xi: Tensor) -> Tensor:
-    """ξ (standardised units) with Σ_k λ_k z_k = goal, λ ∝ mass · exp(ξ z), per goal, by Newton from ``xi``;
-    NaN if unreachable."""
-    log_mass = mass.log()
-    support = z[mass > 0]
-    reachable = (goal > support.min()) & (goal < support.max())
-    below = torch.full_like(goal, -torch.inf)  # ξ values known to give a mean under the goal
-    above = torch.full_like(goal, torch.inf)  # ... and over it
+def _solve(z: Tensor, mass: Tensor, goal: Tensor) -> Tensor:
+    """ξ (standardised units, ... × L) with Σ_k λ_k z_k = goal, λ ∝ mass · exp(ξ z), for each goal and each
+    mass vector (... × K), by safeguarded Newton from 0; NaN where unreachable."""
+    log_mass = mass.log()[..., None, :]
+    lowest = torch.where(mass > 0, z, torch.inf).amin(dim=-1, keepdim=True)
+    highest = torch.where(mass > 0, z, -torch.inf).amax(dim=-1, keepdim=True)
+    reachable = (goal > lowest) & (goal < highest)
+    xi = torch.zeros_like(reachable, dtype=torch.float64)
+    below = torch.full_like(xi, -torch.inf)  # ξ values known to give a mean under the goal
+    above = torch.full_like(xi, torch.inf)  # ... and over it
     for _ in range(MAX_ITERATIONS):
-        weights = torch.softmax(xi[:, None] * z + log_mass, dim=1)
+        weights = torch.softmax(xi[..., None] * z + log_mass, dim=-1)
         mean_z = weights @ z
         gap = mean_z - goal
         done = (gap.abs() <= TOLERANCE * (1 + goal.abs())) | ~reachable
