@@ -26,6 +26,7 @@ metric on the sample with each row repeated as often:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, replace
 
 import torch
@@ -35,7 +36,6 @@ from trustbench.metrics.classification import check_probs_labels
 from trustbench.metrics.fairness import check_binary
 
 CALIBRATION_BINS = 15
-POOLING_ELEMENTS = 2**22  # weighted row quantities held at once by RowQuantities.pooled (32 MiB)
 GROUP_SUMS = ("members", "selected", "positives", "true_positives", "negatives", "false_positives")
 
 
@@ -55,11 +55,11 @@ class RowQuantities:
         a batch (B × n, e.g. bootstrap counts): the table is then B × pools × m."""
         batch = base.reshape(-1, base.shape[-1]).to(torch.float64)
         mass = torch.zeros(len(batch), pools, dtype=torch.float64).index_add_(1, pool, batch)
-        sums = torch.zeros(len(batch), pools, self.table.shape[1], dtype=torch.float64)
-        step = max(1, POOLING_ELEMENTS // self.table.numel())  # bounds the memory of the weighted copies
-        for start in range(0, len(batch), step):
-            chunk = batch[start : start + step]
-            sums[start : start + step].index_add_(1, pool, chunk[:, :, None] * self.table)
+        order = torch.argsort(pool, stable=True)
+        table, batch = self.table[order], batch[:, order]
+        bounds = [0, *torch.bincount(pool, minlength=pools).cumsum(0).tolist()]
+        # one small matrix product per pool: no B × n × m weighted copy of the table, as an index_add needs
+        sums = torch.stack([batch[:, a:b] @ table[a:b] for a, b in itertools.pairwise(bounds)], dim=1)
         means = sums / mass.clamp_min(torch.finfo(torch.float64).tiny)[..., None]
         return replace(self, table=means.reshape(*base.shape[:-1], pools, self.table.shape[1]))
 

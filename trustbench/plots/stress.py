@@ -28,7 +28,10 @@ METRIC_LABELS = {
     "mean_prob": "mean P(Y=1)",
     "pos_rate": "positive rate",
 }
-FAIRNESS_NOTE = "DI, SPD: unprivileged vs privileged group, as fair/<a>/di and spd; EOD: max TPR or FPR gap."
+METRIC_NOTE = (
+    "Uncertainty score: the method's own, higher = less sure (ERM: minus the top probability). DI, SPD: "
+    "unprivileged vs privileged group, as fair/<a>/di and spd; EOD: the larger of the TPR and FPR gaps."
+)
 CLASS_MAP_COLUMNS = 5
 MAX_FEATURE_COLUMNS = 8  # data.stress.features=[all] names ~100 on Adult: a figure that wide is unreadable
 
@@ -163,7 +166,7 @@ def _metric_rows(available: set[str]) -> list[tuple[str, list[str]]]:
         ("accuracy", ["acc"]),
         ("calibration error", ["ece"]),
         ("predictions", ["mean_prob", "pos_rate", *classes]),
-        ("uncertainty score", ["uncertainty"]),
+        ("mean uncertainty score", ["uncertainty"]),
         *((f"fairness ({a})", [f"di_{a}", f"spd_{a}", f"eod_{a}"]) for a in attributes),
     ]
     return [
@@ -232,7 +235,7 @@ def _footnote(transforms: Sequence[str], settings: StressSettings, untransported
             f"Test rows reweighted (the KL-closest weights) so that the feature's mean, or a category's "
             f"share, "
             f"reaches each target {quantiles}. No row changes: values stay the data's own and one-hot groups "
-            f"stay one-hot. {bands}{FAIRNESS_NOTE} Dots and dotted line: unstressed."
+            f"stay one-hot. {bands}{METRIC_NOTE} Dots and dotted line: unstressed."
         )
     kept = f" Immutable features ({', '.join(untransported)}) are not transported." if untransported else ""
     smooth = (
@@ -247,7 +250,7 @@ def _footnote(transforms: Sequence[str], settings: StressSettings, untransported
         f"observed range; a category's share changes by moving whole rows between one-hot categories.{kept} "
         f"Solid: exact projection (values between the old and new quantile collapse onto the target)."
         f"{smooth} "
-        f"{bands}{FAIRNESS_NOTE} Dots and dotted line: unstressed."
+        f"{bands}{METRIC_NOTE} Dots and dotted line: unstressed."
     )
 
 
