@@ -97,8 +97,10 @@ def _run_page(run_dir: Path, run: pd.Series) -> dict[str, Any]:
                 "title": family_title(family),
                 "family": family,
                 **_family_status(family, outcomes),
-                "rows": rows,
-                "fold_rows": bool(members["rows"]),
+                # With members, their table is the headline and every key is folded; else keys deeper
+                # than family/subject/metric (per group, per cell) are folded below the headline ones.
+                "rows": [] if members["rows"] else [r for r in rows if r["key"].count("/") < 3],
+                "detail_rows": rows if members["rows"] else [r for r in rows if r["key"].count("/") >= 3],
                 "members": _member_table(members),
                 "plots": plots.get(family, []),
                 "member_plots": _member_plots(run_dir, family, members),
@@ -174,13 +176,16 @@ def _family_status(family: str, outcomes: dict[str, dict[str, Any]]) -> dict[str
         status = (
             "failed" if len(failed) == sum(o.get("status") != "skipped" for o in own.values()) else "partial"
         )
+    by_reason: dict[tuple[str, str], list[str]] = {}  # one line per reason, not one per member
+    for name, o in own.items():
+        if o.get("status") in ("failed", "skipped"):
+            by_reason.setdefault((o["status"], _first_line(o.get("error")) or ""), []).append(name)
     notes = [
-        {"member": name, "status": o.get("status"), "reason": _first_line(o.get("error")) or ""}
-        for name, o in own.items()
-        if o.get("status") in ("failed", "skipped")
+        {"member": ", ".join(names), "status": status, "reason": reason}
+        for (status, reason), names in by_reason.items()
     ]
     single = own.get(family, {})
-    if single.get("status") == "skipped":  # the whole family does not apply: a note, not an error
+    if own and all(o.get("status") == "skipped" for o in own.values()):  # the family does not apply
         return {"status": "skipped", "error": None, "notes": notes}
     return {
         "status": status,
