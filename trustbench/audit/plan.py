@@ -68,7 +68,7 @@ def check_audit_choices(cfg: DictConfig) -> None:
 
 def plan_members(
     cfg: DictConfig, data_kind: str, num_classes: int, has_groups: bool, feature_dim: int | None
-):
+) -> list[Member]:
     """The audit's members in run order (cheap families first, so a kill loses the least)."""
     families = list(cfg.audit.families)
     members: list[Member] = []
