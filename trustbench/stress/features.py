@@ -9,6 +9,7 @@ patch: the quantity is a patch's mean intensity over its pixels and channels.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,9 +31,11 @@ class TabularFeature:
     width: float
     immutable: bool
 
-    def original(self, value: Tensor | float) -> Tensor | float:
-        """A value of the quantity in the raw table's units (a share stays a share)."""
-        return self.low + value * self.width
+    def original(self, value: Tensor) -> Tensor:
+        """Values of the quantity in the raw table's units (a share stays a share), rounded to the decimals
+        the float32 encoding resolves, so that a stress to age 64 reads 64, not 63.999999."""
+        decimals = math.floor(-math.log10(self.width * torch.finfo(torch.float32).eps))
+        return (self.low + value * self.width).round(decimals=decimals)
 
 
 def tabular_features(meta: TabularMeta, x: Tensor, names: tuple[str, ...]) -> list[TabularFeature]:

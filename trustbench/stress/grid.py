@@ -29,7 +29,7 @@ def stress_levels(count: int) -> Tensor:
             f"the number of stress levels must be an odd integer >= 3 (so the unstressed level 0 is on the "
             f"grid), e.g. 21; got {count!r}"
         )
-    return torch.linspace(-1.0, 1.0, count, dtype=torch.float64).mul(1e9).round().div(1e9)
+    return torch.linspace(-1.0, 1.0, count, dtype=torch.float64).mul(1e9).round().div(1e9) + 0.0  # no −0
 
 
 def stress_targets(values: Tensor, taus: Tensor, alpha: float, centre: float) -> Tensor:

@@ -14,7 +14,8 @@ holds, and the model's predictions are computed once for every stress level.
 and from the authors' ``ethik`` package (BFGS on the squared gap, stopped at 1e-4): each step is kept
 inside the bracket of ξ values known to under- and overshoot, falling back to bisection (or to doubling
 the step while one side is open), so the iteration converges for every reachable target, and it runs to
-|m(ξ) − t| ≤ 1e-12 (1 + |t|) in standardised units. All levels are solved at once, as one batch.
+|m(ξ) − t| ≤ 1e-12 (1 + |t|) in standardised units. All levels, and all bootstrap resamples, are solved
+at once, as one batch.
 
 ``base`` weights (bootstrap counts) generalise P_n to Σ_i c_i δ_{x_i} / Σ c: the tilt is then
 λ_i ∝ c_i exp(ξ x_ij). A target outside the open range of the values carrying weight cannot be reached by
@@ -48,8 +49,6 @@ def tilt(values: Tensor, targets: Tensor, base: Tensor | None = None) -> Tilt:
     """
     x = _feature(values)
     base = _base(base, len(x))
-    if not x[base > 0].std() > 0:
-        raise ValueError("a constant feature cannot be tilted: every weighting leaves its mean unchanged")
     support, row_value = torch.unique(x, return_inverse=True)
     mass = torch.zeros(len(support), dtype=torch.float64).index_add_(0, row_value, base)
     weights, xi = tilt_distinct(support, mass, targets)
