@@ -35,7 +35,10 @@ def progress(items: Iterable[Item], description: str, total: int | None = None) 
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    # Bars are on only on a terminal or when forced: drawn as on a terminal either way (rich draws nothing
+    # on a stream it does not take for a terminal, which would make TRUSTBENCH_PROGRESS=1 a no-op).
+    console = Console(stderr=True, force_terminal=True)
+    with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(description, total=total)
         for item in items:
             yield item

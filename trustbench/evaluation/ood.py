@@ -26,6 +26,7 @@ from trustbench.methods.ood.detector import DETECTORS, Detector, Features, Netwo
 from trustbench.metrics.ood import ood_metrics
 from trustbench.plots.figures import log_to_wandb
 from trustbench.plots.ood import roc_curves, score_histograms
+from trustbench.progress import progress
 
 OOD_KEYS = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
@@ -130,7 +131,7 @@ def _tune(
     val_id = cache.features(x_val, y_val)
     val_ood = cache.features(x_val_ood)
     best, best_auroc = candidates[0], -1.0
-    for candidate in candidates:
+    for candidate in progress(candidates, f"tuning {detector_cls.name}"):
         detector = build(detector_cls.name, **candidate).fit(fit_on, head=head)
         auroc = ood_metrics(score(detector, val_id, x_val), score(detector, val_ood, x_val_ood))["auroc"]
         if auroc > best_auroc:

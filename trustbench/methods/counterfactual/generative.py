@@ -42,6 +42,7 @@ from trustbench.fingerprint import fingerprint_config, fingerprint_tensors
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.explainer import ExplanationData
 from trustbench.methods.counterfactual.search import SeededExplainer
+from trustbench.progress import progress
 from trustbench.results.model_store import load_weights, save_weights
 
 OneHotGroups = tuple[tuple[int, ...], ...]
@@ -259,7 +260,7 @@ def fit_generative(model: Autoencoder, x: Tensor, seed: int) -> list[float]:
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     model.train()
     epoch_losses = []
-    for epoch in range(config.epochs):
+    for epoch in progress(range(config.epochs), f"training {type(model).__name__}"):
         generator = seeded_generator(seed, epoch)
         order = torch.randperm(len(x), generator=generator).to(x.device)
         total = 0.0

@@ -16,6 +16,7 @@ import torch
 from trustbench.backbones.base import Backbone
 from trustbench.fingerprint import fingerprint_tensors
 from trustbench.methods.ood.detector import Features
+from trustbench.progress import progress
 from trustbench.results.archives import intact
 from trustbench.results.record import write_bytes_atomically
 
@@ -26,7 +27,7 @@ def extract_features(backbone: Backbone, x: torch.Tensor, batch_size: int) -> Fe
     backbone.eval()
     device = next(backbone.parameters()).device
     logits, features = [], []
-    for start in range(0, len(x), batch_size):
+    for start in progress(range(0, len(x), batch_size), "features"):
         batch = x[start : start + batch_size].to(device)
         if backbone.feature_dim is None:
             logits.append(backbone(batch).float().cpu())
