@@ -49,6 +49,9 @@ from trustbench.stress.settings import StressSettings
 log = logging.getLogger("trustbench")
 CURVES_FILE = "stress_curves.csv"
 PIXELS_FILE = "stress_pixels.csv"
+# Transports move table rows only (images are tilted, never moved), so rows predicted again go in large
+# batches: a small training batch (8 rows) would cost a forward call per 8 of the ~10^6 moved rows.
+MOVED_ROWS_BATCH = 4096
 
 
 def evaluate_stress(context: EvaluationContext) -> dict[str, float]:
@@ -58,7 +61,8 @@ def evaluate_stress(context: EvaluationContext) -> dict[str, float]:
     test = context.prediction("test", datamodule.x_test)
 
     def predict(rows: torch.Tensor):
-        return predict_all(context.module, datamodule.normalize_inputs(rows), datamodule.eval_batch_size)
+        batch = max(datamodule.eval_batch_size, MOVED_ROWS_BATCH)
+        return predict_all(context.module, datamodule.normalize_inputs(rows), batch)
 
     data = unstressed(dataset.x_test, datamodule.y_test, datamodule.groups_test, test, predict, settings)
     title = f"{context.cfg.data.name} · {context.cfg.method.name}"

@@ -30,7 +30,8 @@ METRIC_LABELS = {
 }
 METRIC_NOTE = (
     "Uncertainty score: the method's own, higher = less sure (ERM: minus the top probability). DI, SPD: "
-    "unprivileged vs privileged group, as fair/<a>/di and spd; EOD: the larger of the TPR and FPR gaps."
+    "unprivileged vs privileged group, as fair/<a>/di and spd; EOD: the larger of the TPR and FPR gaps; "
+    "gray lines: parity (DI 1; SPD, EOD 0)."
 )
 CLASS_MAP_COLUMNS = 5
 MAX_FEATURE_COLUMNS = 8  # data.stress.features=[all] names ~100 on Adult: a figure that wide is unreadable
@@ -50,14 +51,14 @@ def stress_curve_panels(
     stressed = list(dict.fromkeys(table["feature"]))
     features = stressed[:MAX_FEATURE_COLUMNS]
     rows = _metric_rows(set(table["metric"]))
-    height = 1.9 * len(rows) + 1.4
+    height = 1.9 * len(rows) + 1.6
     fig = new_figure((2.9 * len(features) + 0.8, height))
     fig.set_layout_engine(None)  # constrained layout of this many panels takes seconds; the margins are fixed
     fig.subplots_adjust(
         left=0.8 / fig.get_figwidth(),
         right=0.98,
         top=1 - 0.75 / height,
-        bottom=1.0 / height,
+        bottom=1.2 / height,
         hspace=0.3,
         wspace=0.28,
     )
@@ -178,6 +179,9 @@ def _draw_panel(
     ax, curves: pd.DataFrame, metrics: list[str], transforms: Sequence[str], legend: bool
 ) -> None:
     colors = matplotlib.colormaps["tab10"]
+    if metrics[0].startswith("di_"):  # parity: DI 1, SPD and EOD 0
+        for parity in (0, 1):
+            ax.axhline(parity, color="gray", lw=0.6, alpha=0.6)
     for index, metric in enumerate(metrics):
         for transform in transforms:
             curve = curves[(curves["metric"] == metric) & (curves["transform"] == transform)]
