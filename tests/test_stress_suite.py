@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import trustbench
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
@@ -47,7 +48,7 @@ def trained_context(data: str, root: Path, batches: int, *overrides: str) -> Eva
 
 @pytest.fixture(scope="module")
 def adult(tmp_path_factory: pytest.TempPathFactory) -> EvaluationContext:
-    stress = ["data.stress.features=[age,'sex=Female']", "+data.stress.levels=5", "+data.stress.bootstrap=5"]
+    stress = ["data.stress.features=[age,'sex=Female']", "data.stress.levels=5", "data.stress.bootstrap=5"]
     return trained_context("adult", tmp_path_factory.mktemp("adult"), 200, *stress)
 
 
@@ -194,7 +195,7 @@ def test_an_unknown_feature_or_a_bare_categorical_is_one_line_naming_what_exists
 def test_mnist_patches_are_tilted_into_maps_and_summarised_by_the_extreme_patch(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    context = trained_context("mnist", tmp_path_factory.mktemp("mnist"), 5, "+data.stress.patch=7")
+    context = trained_context("mnist", tmp_path_factory.mktemp("mnist"), 5, "data.stress.patch=7")
     keys = evaluate_stress(context)
     assert set(keys) == {
         f"stress/pixels/{metric}/tilt/{tau}/{end}"
@@ -210,3 +211,15 @@ def test_mnist_patches_are_tilted_into_maps_and_summarised_by_the_extreme_patch(
     assert not math.isnan(keys["stress/pixels/acc/tilt/+1/min"])
     for name in ("stress_pixels.png", "stress_pixel_classes.png"):
         assert (context.run_dir / "plots" / name).stat().st_size > 20_000
+
+
+def test_a_bad_stress_setting_stops_the_run_before_training_with_one_line(tmp_path: Path) -> None:
+    proc = trustbench(
+        "run", "data=adult", "data.suites=[fairness,stress]", "data.stress.levels=4",
+        f"paths.output_dir={tmp_path}", check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "trustbench: data.stress.levels=4 is not allowed: it takes an odd integer >= 3"
+    )
+    assert not (tmp_path / "runs").exists()  # nothing trained, no run dir

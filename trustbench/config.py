@@ -9,6 +9,7 @@ from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import dataset_kind
 from trustbench.errors import ConfigError
 from trustbench.schema import validate
+from trustbench.stress.settings import StressSettings
 
 # Which data kinds each backbone input kind accepts: vector backbones flatten images, image ones need C×H×W.
 ACCEPTED_DATA_KINDS = {"image": ("image",), "vector": ("image", "tabular")}
@@ -59,6 +60,8 @@ def check_choices(cfg: DictConfig) -> None:
         )
     if cfg.data.get("num_classes") is not None:
         _check_binary(cfg, cfg.data.name, cfg.data.num_classes)
+    if "stress" in cfg.data.get("suites", []):  # its settings, before training (features need the data)
+        StressSettings.from_config(cfg.data.get("stress"), cfg.seed)
     if cfg.get("audit"):
         from trustbench.audit.plan import check_audit_choices
 
