@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from trustbench.app import CONFIG_DIR
+from trustbench.config import check_choices
 from trustbench.errors import ConfigError
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.stress import evaluate_stress
@@ -223,3 +224,14 @@ def test_a_bad_stress_setting_stops_the_run_before_training_with_one_line(tmp_pa
         "trustbench: data.stress.levels=4 is not allowed: it takes an odd integer >= 3"
     )
     assert not (tmp_path / "runs").exists()  # nothing trained, no run dir
+
+
+def test_images_default_to_tilted_pixels_and_refuse_a_transport_before_any_work() -> None:
+    overrides = ["data=fashion_mnist", "+data.suites=[stress]"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        plain = compose("config", overrides=overrides)
+        moved = compose("config", overrides=[*overrides, "+data.stress.transforms=[quantile]"])
+    check_choices(plain)  # no stress block: every pixel, tilted
+    assert StressSettings.from_config(None, 0, images=True).transforms == ("tilt",)
+    with pytest.raises(ConfigError, match=r"moves no image; set data.stress.transforms=\[tilt\]"):
+        check_choices(moved)

@@ -61,7 +61,7 @@ def check_choices(cfg: DictConfig) -> None:
     if cfg.data.get("num_classes") is not None:
         _check_binary(cfg, cfg.data.name, cfg.data.num_classes)
     if "stress" in cfg.data.get("suites", []):  # its settings, before training (features need the data)
-        StressSettings.from_config(cfg.data.get("stress"), cfg.seed)
+        StressSettings.from_config(cfg.data.get("stress"), cfg.seed, images=kind == "image")
     if cfg.get("audit"):
         from trustbench.audit.plan import check_audit_choices
 

@@ -56,8 +56,9 @@ MOVED_ROWS_BATCH = 4096
 
 def evaluate_stress(context: EvaluationContext) -> dict[str, float]:
     """The keys, CSV and plots of the module docstring."""
-    settings = StressSettings.from_config(context.cfg.data.get("stress"), context.cfg.seed)
     datamodule, dataset = context.datamodule, context.dataset
+    block = context.cfg.data.get("stress")
+    settings = StressSettings.from_config(block, context.cfg.seed, images=dataset.kind == "image")
     test = context.prediction("test", datamodule.x_test)
 
     def predict(rows: torch.Tensor):
@@ -114,11 +115,6 @@ def _stress_features(
 def _stress_pixels(
     context: EvaluationContext, settings: StressSettings, data: Unstressed, title: str
 ) -> dict[str, float]:
-    if settings.transforms != ("tilt",) or settings.features not in (("all",), ("pixels",)):
-        raise ConfigError(
-            "on images the stress suite tilts every pixel (or patch) and moves no image; set "
-            "data.stress.transforms=[tilt] and leave data.stress.features out (or [pixels])"
-        )
     means = patch_means(context.dataset.x_test, settings.patch)
     height, width = means.shape[1:]
     taus = stress_levels(settings.levels)

@@ -13,11 +13,14 @@ TRANSFORMS = ("tilt", "quantile", "quantile_smooth")
 its isotonic-polynomial variant."""
 
 
+IMAGE_DEFAULTS = {"features": ("pixels",), "transforms": ("tilt",)}
+
+
 @dataclass(frozen=True)
 class StressSettings:
     """What to stress and how; every field is a key of ``data.stress`` (see the README, "Stress testing")."""
 
-    features: tuple[str, ...] = ("all",)  # tabular: names or feature=category; "all"; images: ("pixels",)
+    features: tuple[str, ...] = ("all",)  # tabular: names or feature=category, or all; images: pixels
     levels: int = 21  # τ grid from −1 to 1, odd so that τ = 0 (unstressed) is on it
     alpha: float = 0.05  # τ = ±1 asks for the α and 1 − α quantiles
     transforms: tuple[str, ...] = TRANSFORMS
@@ -30,9 +33,10 @@ class StressSettings:
     seed: int = 0  # bootstrap resamples and the random tie-breaking of ranks
 
     @classmethod
-    def from_config(cls, block: Mapping[str, Any] | None, seed: int) -> StressSettings:
-        """Settings from ``data.stress`` (absent keys take the defaults above); one line on a bad value."""
-        given = dict(block or {})
+    def from_config(cls, block: Mapping[str, Any] | None, seed: int, images: bool = False) -> StressSettings:
+        """Settings from ``data.stress`` (absent keys take the defaults above; on ``images``, features
+        [pixels] and transforms [tilt]); one line on a bad value."""
+        given = (IMAGE_DEFAULTS if images else {}) | dict(block or {})
         known = [f.name for f in fields(cls) if f.name != "seed"]
         unknown = sorted(set(given) - set(known))
         if unknown:
@@ -46,6 +50,12 @@ class StressSettings:
                 given[key] = tuple(given[key])
         settings = cls(**given, seed=seed)
         settings.check()
+        if images and (settings.transforms != ("tilt",) or settings.features != ("pixels",)):
+            raise ConfigError(
+                "on images the stress suite tilts every pixel (or patch) and moves no image; set "
+                "data.stress.transforms=[tilt] and data.stress.features=[pixels] (got "
+                f"{list(settings.transforms)} and {list(settings.features)})"
+            )
         return settings
 
     def check(self) -> None:
