@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -123,7 +122,6 @@ def test_a_declared_number_of_classes_is_checked_before_loading() -> None:
 
 
 def test_an_impossible_combination_stops_the_cli_before_any_data_is_read(tmp_path: Path) -> None:
-    started = time.monotonic()
     done = subprocess.run(
         [
             str(Path(sys.executable).parent / "trustbench"),
@@ -141,7 +139,6 @@ def test_an_impossible_combination_stops_the_cli_before_any_data_is_read(tmp_pat
         "choose a method for tabular data (trustbench list method)"
     ]
     assert not (tmp_path / "run").exists()  # no run directory, so Hydra never started the job
-    assert time.monotonic() - started < 15
 
 
 def test_slurm_without_sbatch_is_one_line_pointing_at_the_local_launcher(
