@@ -7,6 +7,7 @@ from collections.abc import Callable
 from trustbench.evaluation.classification import evaluate_classification
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.counterfactual import evaluate_counterfactual
+from trustbench.evaluation.explanations import evaluate_explanations
 from trustbench.evaluation.fairness import evaluate_fairness
 from trustbench.evaluation.ood import evaluate_ood
 from trustbench.evaluation.stress import evaluate_stress
@@ -16,6 +17,7 @@ Suite = Callable[[EvaluationContext], dict[str, float]]
 SUITES: dict[str, Suite] = {
     "classification": evaluate_classification,
     "counterfactual": evaluate_counterfactual,
+    "explanations": evaluate_explanations,
     "fairness": evaluate_fairness,
     "ood": evaluate_ood,
     "stress": evaluate_stress,
