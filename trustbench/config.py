@@ -10,6 +10,7 @@ from trustbench.data.catalog import dataset_kind
 from trustbench.errors import ConfigError
 from trustbench.schema import validate
 from trustbench.stress.settings import StressSettings
+from trustbench.tasks import check_task
 
 # Which data kinds each backbone input kind accepts: vector backbones flatten images, image ones need C×H×W.
 ACCEPTED_DATA_KINDS = {"image": ("image",), "vector": ("image", "tabular")}
@@ -24,6 +25,7 @@ def check_choices(cfg: DictConfig) -> None:
     """Raise ConfigError when a value is invalid or the chosen data, backbone and method cannot work
     together; everything here is read from the config, so it runs before any data or model is built."""
     validate(cfg)
+    check_task(cfg)
     kind = data_kind(cfg)
     method_kinds = cfg.method.get("data_kinds")
     if method_kinds and kind not in method_kinds:

@@ -37,6 +37,7 @@ from trustbench.results.model_store import (
 )
 from trustbench.results.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, last_checkpoint, prepare_run_dir
 from trustbench.runner import is_rank_zero
+from trustbench.tasks import for_task, head_outputs, regression_arguments
 from trustbench.user_model import load_user_checkpoint
 
 log = logging.getLogger("trustbench")
@@ -56,6 +57,7 @@ class FittedRun:
 
 def train_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, float] | None:
     """Fit the configured method and return its evaluation metrics (None on ranks other than 0)."""
+    cfg = for_task(cfg)
     fitted = fit(cfg, run_dir)
     if fitted is None:
         return None
@@ -83,7 +85,7 @@ def fit(cfg: DictConfig, run_dir: Path, use_store: bool = False) -> FittedRun | 
         log.info("resuming from %s", checkpoint)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dataset = load_configured(cfg.data, cfg.paths.data_dir)
+    dataset = load_configured(cfg.data, cfg.paths.data_dir, cfg.seed)
     check_dataset(cfg, dataset)
     normalize = cfg.data.get("normalize")
     datamodule = TensorDataModule(
@@ -95,8 +97,9 @@ def fit(cfg: DictConfig, run_dir: Path, use_store: bool = False) -> FittedRun | 
         augment=cfg.data.get("augment"),
         protected=cfg.data.get("protected") if cfg.method.get("needs_groups") else None,
     )
-    backbone = instantiate(cfg.backbone.net, input_shape=dataset.input_shape, num_classes=dataset.num_classes)
-    module = build_module(cfg, backbone, dataset.num_classes, dataset)
+    outputs = head_outputs(cfg, dataset)
+    backbone = instantiate(cfg.backbone.net, input_shape=dataset.input_shape, num_classes=outputs)
+    module = build_module(cfg, backbone, outputs, dataset)
     loggers = [instantiate(logger_cfg) for logger_cfg in cfg.logger.values()]
 
     # Concurrent jobs of one recipe take turns, so it is trained once (DDP workers follow their rank 0).
@@ -191,6 +194,8 @@ def build_module(
         data_arguments["input_shape"] = dataset.input_shape
     if dataset is not None and dataset.tabular is not None and "categorical_groups" in wanted:
         data_arguments["categorical_groups"] = dataset.tabular.categorical_groups
+    if dataset is not None:  # a regression module's target range and scale (CaR's bins)
+        data_arguments |= regression_arguments(dataset, set(wanted))
     return instantiate(
         cfg.method.module,
         backbone=backbone,

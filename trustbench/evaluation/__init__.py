@@ -10,6 +10,7 @@ from trustbench.evaluation.counterfactual import evaluate_counterfactual
 from trustbench.evaluation.explanations import evaluate_explanations
 from trustbench.evaluation.fairness import evaluate_fairness
 from trustbench.evaluation.ood import evaluate_ood
+from trustbench.evaluation.regression import evaluate_regression
 from trustbench.evaluation.stress import evaluate_stress
 from trustbench.evaluation.uncertainty import evaluate_uncertainty
 
@@ -20,6 +21,7 @@ SUITES: dict[str, Suite] = {
     "explanations": evaluate_explanations,
     "fairness": evaluate_fairness,
     "ood": evaluate_ood,
+    "regression": evaluate_regression,
     "stress": evaluate_stress,
     "uncertainty": evaluate_uncertainty,
 }

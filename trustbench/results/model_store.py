@@ -29,6 +29,9 @@ from trustbench.results.record import write_bytes_atomically
 
 # Data settings that change the trained weights (the OOD and shift sets only change the evaluation).
 TRAINING_DATA_KEYS = ("name", "val_size", "batch_size", "normalize", "augment")
+# A regression set's settings that change its rows (UCI split, subset, rotation); added only when set, so the
+# recipes, and stored models, of classification data keep their keys.
+REGRESSION_DATA_KEYS = ("split", "max_rows", "rotation", "train_rows", "test_rows")
 # Trainer settings that change what is displayed or logged, not the weights.
 DISPLAY_ONLY_TRAINER_KEYS = ("enable_progress_bar", "enable_model_summary", "log_every_n_steps")
 
@@ -40,7 +43,9 @@ def training_recipe(cfg: DictConfig) -> dict[str, Any]:
         trainer.pop(key, None)
     method = cfg.method
     scheduler = OmegaConf.to_container(method.scheduler, resolve=True) if method.get("scheduler") else None
-    data = {key: OmegaConf.to_container(cfg.data, resolve=True).get(key) for key in TRAINING_DATA_KEYS}
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
+    data = {key: data_cfg.get(key) for key in TRAINING_DATA_KEYS}
+    data |= {key: data_cfg[key] for key in REGRESSION_DATA_KEYS if data_cfg.get(key) is not None}
     if cfg.data.get("path"):  # a user's own files: two datasets under one data config must not share weights
         data["file_sha256"] = [file_digest(path) for path in user_data_files(cfg.data)]
         data["reading"] = user_data_settings(cfg.data)  # e.g. a CSV's target and categorical columns

@@ -80,8 +80,12 @@ class DeepEnsemble(TrustModule):
             [backbone, *(reinitialised_copy(backbone) for _ in range(num_members - 1))]
         )
 
+    def member_loss(self, member: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One member's training loss: cross-entropy here, the Gaussian NLL for regression ensembles."""
+        return F.cross_entropy(member(x), y)
+
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.stack([F.cross_entropy(member(x), y) for member in self.members]).sum()
+        return torch.stack([self.member_loss(member, x, y) for member in self.members]).sum()
 
     def backward_members(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Back-propagate each member's loss on its own; returns the detached sum (= `training_loss`).
@@ -92,7 +96,7 @@ class DeepEnsemble(TrustModule):
         """
         total = torch.zeros((), device=self.device)
         for member in self.members:
-            loss = F.cross_entropy(member(x), y)
+            loss = self.member_loss(member, x, y)
             if self._trainer is None:  # outside a Trainer (benchmarks, tests): plain autograd
                 loss.backward()
             else:

