@@ -13,12 +13,12 @@ import pytest
 import torch
 from conftest import result, trustbench
 from sklearn.metrics import roc_auc_score
+from test_data_catalog import load_mirrored
 from torch.distributions import MultivariateNormal
 from torch.nn import functional as F
 from toy_problems import SGD
 
 from trustbench.backbones.lenet import LeNet
-from trustbench.data import catalog, sources
 from trustbench.evaluation.context import predict_all
 from trustbench.methods.ood.cache import extract_features
 from trustbench.methods.uncertainty.ddu import DDU, jitter_floor
@@ -27,18 +27,12 @@ from trustbench.metrics.ood import ood_metrics
 TRAIN_ROWS, EVAL_ROWS, BATCH, STEPS = 5000, 2000, 128, 3
 
 
-def mirrored(name: str, data_dir: Path):
-    if sources.dataset_status(name, data_dir).used in (None, "download"):
-        pytest.skip(f"no offline copy of {name} on this machine")
-    return catalog.load(name, data_dir)
-
-
 @pytest.fixture(scope="module")
 def barely_trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """DDU on LeNet after 3 SGD steps (DDU's recipe: lr 0.1, momentum 0.9), Gaussians fitted on 5k
     Fashion-MNIST training images; its features and scores on Fashion-MNIST and MNIST test images."""
     data_dir = tmp_path_factory.mktemp("data")
-    fashion, mnist = mirrored("fashion_mnist", data_dir), mirrored("mnist", data_dir)
+    fashion, mnist = load_mirrored("fashion_mnist", data_dir), load_mirrored("mnist", data_dir)
     torch.manual_seed(5)  # an initialisation under which the reference's jitter search settles on 2.2e-308
     module = DDU(LeNet((1, 28, 28), 10), 10, SGD)
     optimizer = module.configure_optimizers()

@@ -12,6 +12,8 @@ class _DropAdverts(logging.Filter):
 
 
 def silence_third_party_noise() -> None:
-    """Drop Lightning's product tips and its own internal pytree deprecation warning."""
+    """Drop Lightning's product tips, its own internal pytree deprecation warning and faiss' note on which
+    CPU instructions it loaded."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdverts())
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
