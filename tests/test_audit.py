@@ -19,9 +19,14 @@ from trustbench.audit.summary import member_rows
 from trustbench.report.render import render_report
 
 IMAGES = ["data=synthetic_image", "backbone=lenet", "trainer.max_epochs=8", "data.batch_size=32"]
-MEMBERS = ["audit.detectors=[msp,energy,knn,vim]", "audit.explainers.image=[deduce]", "audit.points=4"]
+MEMBERS = [
+    "audit.detectors=[msp,energy,knn,vim]",
+    "audit.explainers.image=[deduce]",
+    "audit.points=4",
+    "audit.attributions.image=[saliency]",
+]
 TABLES = ["data=german", "trainer.max_epochs=3"]  # real credit rows, groups age and sex
-TIMING_KEYS = ("seconds_per_cf",)
+TIMING_KEYS = ("seconds_per_cf", "seconds_per_map")
 
 
 def audit(root: Path, name: str, *overrides: str) -> Path:
@@ -52,6 +57,7 @@ def test_every_member_reports_under_its_own_keys_on_one_set_of_weights(image_aud
         "ood/knn",
         "ood/vim",
         "cf/deduce",
+        "xai/saliency",
     }
     assert families["fair"] == {
         "status": "skipped",
@@ -60,10 +66,16 @@ def test_every_member_reports_under_its_own_keys_on_one_set_of_weights(image_aud
     }
     assert families["stress"]["status"] == "skipped"  # synthetic_image names no data.stress
     assert all(families[m]["status"] == "ok" for m in families if m not in ("fair", "stress"))
-    assert {"cls/acc", "cal/ece", "sc/aurc", "ood/knn/near/auroc", "hp/knn/k", "cf/deduce/validity"} <= set(
-        metrics
-    )
-    assert not any(k.startswith(("ood/knn/cls", "cf/deduce/cls")) for k in metrics)
+    assert {
+        "cls/acc",
+        "cal/ece",
+        "sc/aurc",
+        "ood/knn/near/auroc",
+        "hp/knn/k",
+        "cf/deduce/validity",
+        "xai/saliency/deletion_auc",
+    } <= set(metrics)
+    assert not any(k.startswith(("ood/knn/cls", "cf/deduce/cls", "xai/saliency/cls")) for k in metrics)
     outcomes = [json.loads(p.read_text()) for p in (image_audit / "families").glob("*/outcome.json")]
     assert {o["weights"] for o in outcomes} == {record["weights"]}
 
@@ -117,7 +129,7 @@ def test_the_report_tables_and_figures_go_to_the_wandb_run(image_audit: Path) ->
     (offline_run,) = (image_audit / "wandb").glob("offline-run-*")
     media = offline_run / "files" / "media"
     tables = {path.name.rsplit("_", 2)[0] for path in (media / "table" / "audit").glob("*.table.json")}
-    assert tables == {"metrics", "members", "ood", "cf"}
+    assert tables == {"metrics", "members", "ood", "cf", "xai"}
     members = json.loads(next((media / "table" / "audit").glob("ood_*.table.json")).read_text())
     assert members["columns"][:3] == ["member", "status", "near/auroc"] and len(members["data"]) == 4
     assert list((media / "images" / "audit").glob("detectors_auroc_*.png"))

@@ -1,6 +1,6 @@
 """Which members an audit runs on its one model: the method's own suite, fairness, stress testing, every
-OOD detector and every counterfactual explainer that applies to the data, each with the config its suite
-reads.
+OOD detector, counterfactual explainer and attribution method that applies to the data, each with the
+config its suite reads.
 
 A member's config is the audit's config with `method` replaced by the member's method config, composed by
 Hydra from configs/method/<name>.yaml with the audit's other overrides, so a detector or explainer in an
@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from trustbench.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-FAMILIES = ("uncertainty", "fairness", "stress", "ood", "counterfactual")
+FAMILIES = ("uncertainty", "fairness", "stress", "ood", "counterfactual", "explanations")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,11 @@ def check_audit_choices(cfg: DictConfig) -> None:
     if unknown:
         raise ConfigError(f"audit.families has {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
     methods = {path.stem for path in (CONFIG_DIR / "method").glob("*.yaml")}
-    named = [*audit.detectors, *(name for names in audit.explainers.values() for name in names)]
+    named = [
+        *audit.detectors,
+        *(name for names in audit.explainers.values() for name in names),
+        *(name for names in audit.get("attributions", {}).values() for name in names),
+    ]
     missing = [name for name in named if name not in methods]
     if missing:
         raise ConfigError(
@@ -84,6 +88,9 @@ def plan_members(
     if "counterfactual" in families:
         for name in cfg.audit.explainers.get(data_kind, []):
             members.append(_posthoc(cfg, "cf", name, data_kind, feature_dim))
+    if "explanations" in families:
+        for name in cfg.audit.attributions.get(data_kind, []):
+            members.append(_posthoc(cfg, "xai", name, data_kind, feature_dim))
     return members
 
 
@@ -106,7 +113,8 @@ def _stress(cfg: DictConfig) -> Member:
 
 
 def _posthoc(cfg: DictConfig, family: str, name: str, data_kind: str, feature_dim: int | None) -> Member:
-    """A detector (family "ood") or explainer ("cf") member, or the reason it does not apply."""
+    """A detector (family "ood"), explainer ("cf") or attribution ("xai") member, or the reason it does
+    not apply."""
     key = f"{family}/{name}"
     if family == "ood" and (data_kind != "image" or not cfg.data.get("ood_benchmark")):
         return Member(key, "ood", None, "OOD detectors need image data with data.ood_benchmark")
@@ -129,6 +137,9 @@ def _posthoc(cfg: DictConfig, family: str, name: str, data_kind: str, feature_di
     member.method = method
     if family == "cf":
         OmegaConf.update(member, "method.explain.points", int(cfg.audit.points))
+    if family == "xai":  # few points and perturbations: the maps are recomputed for each of them
+        OmegaConf.update(member, "method.xai.points", int(cfg.audit.attribution_points))
+        OmegaConf.update(member, "method.xai.samples", int(cfg.audit.attribution_samples))
     return Member(key, method.evaluation, member)
 
 

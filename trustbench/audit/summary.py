@@ -22,6 +22,14 @@ from trustbench.plots.figures import log_to_wandb
 MEMBER_COLUMNS: dict[str, tuple[str, ...]] = {
     "ood": ("near/auroc", "far/auroc", "near/fpr95", "far/fpr95", "val/auroc"),
     "cf": ("validity", "l0", "l1", "l2", "ynn", "diversity", "seconds_per_cf"),
+    "xai": (
+        "deletion_auc",
+        "insertion_auc",
+        "randomisation_spearman",
+        "max_sensitivity",
+        "topk_intersection",
+        "seconds_per_map",
+    ),
 }
 # Keys of the method's own suite and fairness worth a line in the console summary.
 HEADLINE_PREFIXES = ("cls/", "cal/ece", "sc/aurc")

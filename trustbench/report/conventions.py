@@ -19,6 +19,7 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     ("fair", "Fairness"),
     ("stress", "Stress testing (shifted test populations)"),
     ("cf", "Counterfactual explanations"),
+    ("xai", "Explanations: attribution maps"),
     ("val", "Validation split"),
     ("hp", "Chosen hyperparameters"),
 )
@@ -69,6 +70,14 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("cf", "seconds_per_cf"): "wall time per counterfactual, seconds ↓",
     ("cf", "entropy_before"): "mean predictive entropy at the inputs, nats",
     ("cf", "entropy_after"): "mean predictive entropy at the counterfactuals, nats",
+    ("xai", "deletion_auc"): "area under P(class) as the most relevant features are set to the baseline ↓",
+    ("xai", "insertion_auc"): "area under P(class) as the most relevant features are restored ↑",
+    ("xai", "randomisation_spearman"): "rank correlation of |map| with the top layers re-initialised ↓",
+    ("xai", "max_sensitivity"): "max ‖Φ(x+δ) − Φ(x)‖ / ‖Φ(x)‖ over small uniform input noise δ ↓",
+    ("xai", "lipschitz"): "max ‖Φ(x) − Φ(x′)‖₂ / ‖x − x′‖₂ over the same noisy inputs ↓",
+    ("xai", "topk_intersection"): "share of the top-k features kept under small input noise ↑",
+    ("xai", "spearman"): "rank correlation of the clean map and the map under small input noise ↑",
+    ("xai", "seconds_per_map"): "wall time per attribution map, seconds ↓",
 }
 
 # Plot file stem prefix -> family, for the flat plots/ dir of a `trustbench run` (a nested plots/<family>/
@@ -82,6 +91,7 @@ PLOT_FAMILIES: tuple[tuple[str, str], ...] = (
     ("stress_", "stress"),
     ("tradeoff", "fair"),
     ("counterfactual", "cf"),
+    ("xai_", "xai"),
 )
 
 
