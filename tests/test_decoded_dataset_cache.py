@@ -9,7 +9,7 @@ import pytest
 import torch
 from fake_datasets import write_mnist_idx
 
-from trustbench.data import catalog, formats
+from trustbench.data import catalog, formats, sources
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +73,19 @@ def test_a_damaged_cache_is_a_miss_and_is_replaced(tmp_path, damage):
     catalog.clear_cache()
     assert_same(catalog.load("mnist", tmp_path), first)
     assert cache.read_bytes() == healthy
+
+
+def test_a_mirror_outside_the_data_dir_is_only_read_and_its_cache_goes_to_the_data_dir(tmp_path, monkeypatch):
+    """A mirror in /usr/share or site-packages may be read-only (and is not ours): the decoded copy is
+    written under <data_dir>/decoded/<name>/, and the mirror's folder gains no file."""
+    mirror, data_dir = tmp_path / "usr_share_fashion", tmp_path / "data"
+    write_mnist_idx(mirror)
+    apt = sources.Source("apt mirror", "apt", str(mirror), formats.MNIST_IDX_FILES, "idx")
+    monkeypatch.setitem(sources.SOURCES, "fashion_mnist", sources.DatasetSources((apt,)))
+    before = sorted(mirror.iterdir())
+    first = catalog.load("fashion_mnist", data_dir)
+    assert sorted(mirror.iterdir()) == before
+    assert (data_dir / "decoded" / "fashion_mnist" / "decoded_fashion_mnist.npz").is_file()
+    monkeypatch.setattr(catalog, "read_mnist_idx", lambda folder: pytest.fail("the cache should be used"))
+    catalog.clear_cache()
+    assert_same(catalog.load("fashion_mnist", data_dir), first)

