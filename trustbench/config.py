@@ -5,6 +5,7 @@ from __future__ import annotations
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from trustbench.attacks.settings import AdversarialSettings
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import dataset_kind
 from trustbench.errors import ConfigError
@@ -64,6 +65,8 @@ def check_choices(cfg: DictConfig) -> None:
         _check_binary(cfg, cfg.data.name, cfg.data.num_classes)
     if "stress" in cfg.data.get("suites", []):  # its settings, before training (features need the data)
         StressSettings.from_config(cfg.data.get("stress"), cfg.seed, images=kind == "image")
+    if "adversarial" in cfg.data.get("suites", []):
+        AdversarialSettings.from_config(cfg.data.get("adversarial"))
     if cfg.get("audit"):
         from trustbench.audit.plan import check_audit_choices
 
