@@ -26,9 +26,9 @@ POINTS, SAMPLES, RADIUS = 12, 3, 0.05
 
 
 @pytest.fixture(scope="module")
-def explained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def explained() -> dict:
     """12 test digits, their predicted classes, saliency maps, and 3 uniformly perturbed copies."""
-    net, dataset = mnist_lenet(tmp_path_factory.mktemp("data"))
+    net, dataset = mnist_lenet()
     x = dataset.x_test[:POINTS]
     target = net(x).argmax(dim=1)
     saliency = build("saliency")

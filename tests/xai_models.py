@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from pathlib import Path
 
 import torch
@@ -14,9 +16,11 @@ from trustbench.data.catalog import load
 TRAIN_ROWS = 3000
 
 
-def mnist_lenet(data_dir: Path) -> tuple[LeNet, ArrayDataset]:
-    """The trained network (evaluation mode, about 90 % test accuracy) and the MNIST dataset."""
-    dataset = load("mnist", data_dir)
+@functools.cache
+def mnist_lenet() -> tuple[LeNet, ArrayDataset]:
+    """The trained network (evaluation mode, about 90 % test accuracy) and the MNIST dataset, trained once
+    per test process; callers must not change it."""
+    dataset = load("mnist", Path(tempfile.mkdtemp(prefix="trustbench-xai-")))
     torch.manual_seed(0)
     net = LeNet(dataset.input_shape, dataset.num_classes)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)

@@ -32,7 +32,7 @@ from trustbench.attacks.objective import Objective, is_stochastic
 from trustbench.attacks.pgd import Threat, pgd
 from trustbench.attacks.settings import AdversarialSettings
 from trustbench.evaluation.context import EvaluationContext
-from trustbench.evaluation.explanations import seeded_rows
+from trustbench.evaluation.points import input_range, seeded_rows
 from trustbench.plots.adversarial import robust_accuracy_curves
 from trustbench.plots.figures import log_to_wandb
 
@@ -102,18 +102,6 @@ def evaluate_adversarial(context: EvaluationContext) -> dict[str, float]:
     path = robust_accuracy_curves(curves, context.run_dir / "plots" / "adv_robust_accuracy.png", title)
     log_to_wandb({"adv/robust_accuracy": path})
     return metrics
-
-
-def input_range(context: EvaluationContext) -> tuple[Tensor, Tensor]:
-    """The valid inputs in model space: images within [0, 1] per pixel before normalisation (1×C×1×1);
-    table columns within their training range (1×D)."""
-    datamodule, dataset = context.datamodule, context.dataset
-    if dataset.kind == "image":
-        channels = dataset.input_shape[0]
-        black = datamodule.normalize_inputs(torch.zeros(1, channels, 1, 1))
-        white = datamodule.normalize_inputs(torch.ones(1, channels, 1, 1))
-        return black, white
-    return datamodule.x_train.amin(dim=0, keepdim=True), datamodule.x_train.amax(dim=0, keepdim=True)
 
 
 def _print_checks(metrics: dict[str, float], settings: AdversarialSettings) -> None:

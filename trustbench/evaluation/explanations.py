@@ -14,6 +14,8 @@ store, so every method of a sweep explains the same network). Settings are ``met
   ``xai/max_sensitivity`` ↓, ``xai/lipschitz`` ↓ and, as means over the samples, ``xai/topk_intersection``
   ↑ (the ``topk`` share of features) and ``xai/spearman`` ↑ between the clean and the perturbed map.
 - ``xai/seconds_per_map``, wall time of the clean maps per point; ``cls/acc`` of the explained model.
+- With ``attack_eps`` > 0, for saliency and gradient × input: the attacks on explanations of
+  :mod:`trustbench.evaluation.explanation_attacks` (``xai/attack/...``, ``xai/attack_smoothed/...``).
 
 Artefacts: ``plots/xai_maps.png`` (inputs beside their maps; images) or ``plots/xai_features.png`` (the
 most relevant table features), ``xai_maps.pt`` (the rows, targets and maps).
@@ -22,6 +24,7 @@ most relevant table features), ``xai_maps.pt`` (the rows, targets and maps).
 from __future__ import annotations
 
 import io
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -30,6 +33,7 @@ from torch import Tensor, nn
 
 from trustbench.data.arrays import ArrayDataset
 from trustbench.evaluation.context import EvaluationContext
+from trustbench.evaluation.points import input_range, seeded_rows
 from trustbench.methods.explanations.sanity import randomised_copy
 from trustbench.metrics.classification import accuracy
 from trustbench.metrics.explanations import (
@@ -43,6 +47,8 @@ from trustbench.metrics.explanations import (
 from trustbench.plots.explanations import feature_bars, saliency_grid
 from trustbench.plots.figures import log_to_wandb
 from trustbench.results.record import write_bytes_atomically
+
+log = logging.getLogger("trustbench")
 
 if TYPE_CHECKING:  # captum takes most of a second to import: only runs that explain pay for it
     from trustbench.methods.explanations.attributions import Attribution
@@ -108,14 +114,10 @@ def evaluate_explanations(context: EvaluationContext) -> dict[str, float]:
     report = {key: finite_mean(values) for key, values in metrics.items()}
     report["xai/seconds_per_map"] = seconds
     report["cls/acc"] = accuracy(test.probs, datamodule.y_test)
+    if float(settings.get("attack_eps", 0)) > 0:
+        report |= _attacks(context, model, x, target, attribution.name)
     _write_artefacts(context, rows, x, target, maps, attribution.name)
     return report
-
-
-def seeded_rows(size: int, points: int, seed: int) -> Tensor:
-    """The first `points` of a seeded permutation of range(size), sorted: the test rows explained."""
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
-    return order[:points].sort().values
 
 
 def explanation_baseline(context: EvaluationContext) -> Tensor:
@@ -134,6 +136,27 @@ def feature_groups(dataset: ArrayDataset) -> Tensor | None:
     for group in dataset.tabular.categorical_groups:
         groups[list(group)] = group[0]
     return groups
+
+
+def _attacks(context: EvaluationContext, model: nn.Module, x: Tensor, target: Tensor, name: str) -> dict:
+    """The attacks on explanations (trustbench/evaluation/explanation_attacks.py) for gradient maps, and
+    their picture, ``plots/xai_attacks.png``: the maps before and after each attack, and the target."""
+    from trustbench.evaluation.explanation_attacks import GRADIENT_METHODS, attack_metrics
+
+    if name not in GRADIENT_METHODS:
+        log.info(
+            "attacks on explanations target gradient maps (%s); not %s", ", ".join(GRADIENT_METHODS), name
+        )
+        return {}
+    settings = context.cfg.method.xai
+    points = int(settings.attack_points)
+    bounds = input_range(context)
+    metrics, maps = attack_metrics(model, x[:points], target[:points], settings, name, bounds)
+    if context.dataset.kind == "image":
+        titles = [f"predicted {t}" for t in target[:points].tolist()]
+        path = saliency_grid(x, maps, titles, context.run_dir / "plots" / "xai_attacks.png", max_columns=6)
+        log_to_wandb({"xai/attacks": path})
+    return metrics
 
 
 def finite_mean(values: Tensor) -> float:
