@@ -22,7 +22,7 @@ class AdversarialSettings:
     eot_samples: int = 8  # gradient draws per step when the prediction is stochastic
     large_eps: float = 1.0  # ℓ∞ ε at which robust accuracy must be 0 (1: the whole [0, 1] pixel range)
     check_eps: float = 0.1  # ℓ∞ ε of the "more effort does not help" check
-    check_factor: int = 4  # its steps and restarts, as multiples of the configured ones
+    check_factor: int = 2  # its steps and restarts, as multiples of the configured ones
     tolerance: float = 0.02  # the largest drop of robust accuracy that check lets pass
 
     @classmethod
