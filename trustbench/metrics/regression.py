@@ -6,7 +6,7 @@ Conventions (each function repeats its own):
   target units (so it shifts by log s when targets are scaled by s), the constant ½ log 2π included.
 - Sparsification (Ilg et al., ECCV 2018), as SLURP's ``uncertainty_eval.py`` computes it: for fractions
   f = 0, 1/B, ..., (B−1)/B (B = 20), drop the ⌈f·N⌉ rows with the highest uncertainty (``int((1−f)·N)``
-  rows kept) and compute the metric (RMSE, or AbsRel = mean |ŷ − y| / y) on the rest; the oracle curve drops
+  rows kept, at least one: with N < B SLURP's code would average an empty set) and compute the metric (RMSE, or AbsRel = mean |ŷ − y| / y) on the rest; the oracle curve drops
   the rows with the highest true error (|ŷ − y| for RMSE, |ŷ − y|/y for AbsRel). Both curves are divided by
   their value at f = 0. ``ause`` = Σ_f |curve(f) − oracle(f)|, a SUM over the B fractions (SLURP's
   convention; divide by B for the mean gap); 0 is perfect. ``aurg`` (Poggi et al., CVPR 2020) = Σ_f
@@ -97,7 +97,7 @@ def sparsification(
         raise ValueError(f"sparsification metric must be rmse or absrel; got {metric!r}")
     by_uncertainty, by_error = np.argsort(u, kind="stable"), np.argsort(oracle_key, kind="stable")
     fractions = np.arange(bins) / bins
-    kept = [int((1.0 - f) * len(y)) for f in fractions]
+    kept = [max(1, int((1.0 - f) * len(y))) for f in fractions]  # SLURP's code averages 0 rows when N < B
 
     def curve(order: np.ndarray) -> np.ndarray:
         values = np.array([row_error[order[:n]].mean() for n in kept])
