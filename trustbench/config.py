@@ -11,7 +11,7 @@ from trustbench.data.catalog import dataset_kind
 from trustbench.errors import ConfigError
 from trustbench.schema import validate
 from trustbench.stress.settings import StressSettings
-from trustbench.tasks import check_task
+from trustbench.tasks import check_output_shape, check_task
 
 # Which data kinds each backbone input kind accepts: vector backbones flatten images, image ones need C×H×W.
 ACCEPTED_DATA_KINDS = {"image": ("image",), "vector": ("image", "tabular")}
@@ -35,6 +35,7 @@ def check_choices(cfg: DictConfig) -> None:
             f"{cfg.data.name!r} is {kind}; choose a method for {kind} data (trustbench list method)"
         )
     backbone_cls = get_class(cfg.backbone.net._target_)
+    check_output_shape(cfg, backbone_cls)
     if kind not in ACCEPTED_DATA_KINDS[backbone_cls.input_kind]:
         raise ConfigError(
             f"backbone {cfg.backbone.name!r} needs {backbone_cls.input_kind} inputs (C×H×W) but data "

@@ -35,6 +35,23 @@ def check_task(cfg: DictConfig) -> None:
     )
 
 
+def check_output_shape(cfg: DictConfig, backbone_cls: type) -> None:
+    """Raise ConfigError unless a dense target (``data.dense``: one value per pixel) meets a backbone with
+    per-pixel outputs (``dense_output``), and a target per input a backbone with one output per input."""
+    dense_data = bool(cfg.data.get("dense"))
+    dense_backbone = bool(getattr(backbone_cls, "dense_output", False))
+    if dense_data and not dense_backbone:
+        raise ConfigError(
+            f"data {cfg.data.name!r} has a target per pixel, but backbone {cfg.backbone.name!r} gives one "
+            "output per input; use backbone=encoder_decoder"
+        )
+    if dense_backbone and not dense_data:
+        raise ConfigError(
+            f"backbone {cfg.backbone.name!r} gives an output per pixel, but data {cfg.data.name!r} has one "
+            "target per input; use it with a dense regression set (data=mnist_distance)"
+        )
+
+
 def for_task(cfg: DictConfig) -> DictConfig:
     """`cfg` with ``method.regression``'s keys replacing the method's own on regression data; else `cfg`."""
     overrides = cfg.method.get("regression")
