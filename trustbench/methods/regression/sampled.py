@@ -37,7 +37,7 @@ class RegressionMCDropout(RegressionValidation, MCDropout):
     """Gaussian NLL training with dropout; `num_samples` dropout passes form the mixture."""
 
     def training_loss(self, x: Tensor, y: Tensor) -> Tensor:
-        return gaussian_nll(*mean_and_log_variance(self.backbone, x), y)
+        return gaussian_nll(*mean_and_log_variance(self.backbone, x), y.flatten())
 
     def predict(self, x: Tensor) -> RegressionPrediction:
         with dropout_sampling(self.backbone):
@@ -48,7 +48,7 @@ class RegressionEnsemble(RegressionValidation, DeepEnsemble):
     """`num_members` Gaussian heads, each trained on its own NLL; their mixture is the prediction."""
 
     def member_loss(self, member: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return gaussian_nll(*mean_and_log_variance(member, x), y)
+        return gaussian_nll(*mean_and_log_variance(member, x), y.flatten())
 
     def predict(self, x: Tensor) -> RegressionPrediction:
         return mixture_prediction(list(self.members), x)

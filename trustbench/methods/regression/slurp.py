@@ -9,9 +9,10 @@ is read); the side learner g reads f's penultimate features h(x) and its predict
   of the training targets); the uncertainty is arctanh(σ(u)) / λ, an estimate of |ŷ − y| in target units.
 - ``loss: nll`` (the 1-D toy): g outputs log σ², trained by the Gaussian NLL of y around the detached ŷ.
 
-Where this departs from the reference code: g is an MLP on [h(x), E(ŷ)] with E a small linear encoder of the
-prediction, instead of SLURP's DenseNet encoder of the prediction map fused with the main encoder at five
-scales (our inputs are vectors or 28×28 images, not dense maps). It is fitted on the training split, as in
+Where this departs from the reference code: g is a per-row (per-pixel for dense targets) MLP, written as
+1×1 convolutions, on [h(x), E(ŷ)] with E a one-layer encoder of the prediction, instead of SLURP's DenseNet
+encoder of the prediction map fused with the main encoder at five scales (our maps are 28×28, the main
+model's features one scale). It is fitted on the training split, as in
 the paper, with Adam. For NLL, intervals and calibration the ``bce`` output s is read as a Gaussian with
 E|ŷ − y| = s, i.e. σ = s·√(π/2); SLURP itself reports only the uncertainty map.
 """
@@ -27,7 +28,7 @@ from torch.nn import functional as F
 
 from trustbench.data.loaders import epoch_permutation
 from trustbench.methods.base import TrustModule
-from trustbench.methods.regression.base import RegressionPrediction, gaussian_nll
+from trustbench.methods.regression.base import RegressionPrediction, gaussian_nll, output_rows
 from trustbench.methods.regression.distributions import GaussianMixture
 
 LOSSES = ("bce", "nll")
@@ -50,22 +51,24 @@ class SideSettings:
 
 
 class SideLearner(nn.Module):
-    """g(h(x), ŷ) → one logit (bce) or log σ² (nll)."""
+    """g(h(x), ŷ) → one logit (bce) or log σ² (nll) per row, built of 1×1 convolutions so that a feature
+    vector (read as a 1×1 map) and a dense decoder's feature maps (one row per pixel) are read alike."""
 
     def __init__(self, feature_dim: int, hidden: int) -> None:
         super().__init__()
-        self.prediction_encoder = nn.Linear(1, hidden)
+        self.prediction_encoder = nn.Conv2d(1, hidden, kernel_size=1)
         self.fuse = nn.Sequential(
-            nn.Linear(feature_dim + hidden, hidden),
+            nn.Conv2d(feature_dim + hidden, hidden, kernel_size=1),
             nn.ReLU(),
-            nn.Linear(hidden, hidden),
+            nn.Conv2d(hidden, hidden, kernel_size=1),
             nn.ReLU(),
-            nn.Linear(hidden, 1),
+            nn.Conv2d(hidden, 1, kernel_size=1),
         )
 
     def forward(self, features: Tensor, prediction: Tensor) -> Tensor:
-        encoded = F.relu(self.prediction_encoder(prediction[:, None]))
-        return self.fuse(torch.cat([features, encoded], dim=1))[:, 0]
+        maps = features if features.dim() == 4 else features[:, :, None, None]
+        encoded = F.relu(self.prediction_encoder(prediction.view(len(maps), 1, *maps.shape[2:])))
+        return output_rows(self.fuse(torch.cat([maps, encoded], dim=1)))[:, 0]
 
 
 class Slurp:
@@ -84,20 +87,22 @@ class Slurp:
         return self.main.backbone.features(x), self.main.predict(x).distribution.mean()
 
     def fit(self, x: Tensor, y: Tensor, seed: int) -> None:
-        """Train the side learner on (x, y) with the main model frozen; its outputs are computed once."""
-        features, prediction = self._frozen(x)
-        error = (prediction - y).abs()
+        """Train the side learner on (x, y), batch by batch, with the main model frozen (its outputs are
+        recomputed per batch: a dense decoder's feature maps of a whole split would not fit in memory)."""
         optimizer = torch.optim.Adam(self.side.parameters(), lr=self.settings.lr)
         self.side.train()
         for epoch in range(self.settings.epochs):
             order = epoch_permutation(len(x), seed, epoch)
             for start in range(0, len(x), self.settings.batch_size):
                 rows = order[start : start + self.settings.batch_size]
-                out = self.side(features[rows], prediction[rows])
+                features, prediction = self._frozen(x[rows])
+                target = y[rows].flatten()
+                out = self.side(features, prediction)
                 if self.settings.loss == "bce":
-                    loss = F.binary_cross_entropy_with_logits(out, torch.tanh(self.scale * error[rows]))
+                    error = (prediction - target).abs()
+                    loss = F.binary_cross_entropy_with_logits(out, torch.tanh(self.scale * error))
                 else:
-                    loss = gaussian_nll(prediction[rows], out.clamp(-10, 10), y[rows])
+                    loss = gaussian_nll(prediction, out.clamp(-10, 10), target)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
