@@ -18,6 +18,7 @@ from torch.nn import functional as F
 
 from trustbench.backbones.base import Backbone
 from trustbench.backbones.cnn import CNN
+from trustbench.backbones.encoder_decoder import EncoderDecoder
 from trustbench.backbones.lenet import LeNet
 from trustbench.backbones.linear import Linear
 from trustbench.backbones.mlp import MLP
@@ -39,6 +40,7 @@ CLASSES = {
     "wrn28_10": WideResNet,
     "resnet18_sn": SpectralResNet18,
     "wrn28_10_sn": SpectralWideResNet,
+    "encoder_decoder": EncoderDecoder,
 }
 IMAGE_CONFIGS = ["cnn", "lenet", "resnet18", "wrn28_10"]
 VECTOR_CONFIGS = ["mlp", "linear"]
