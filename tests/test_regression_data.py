@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_diabetes
 
+from trustbench.data.digit_distance import stroke_distance
 from trustbench.data.regression_sets import load_regression
 
 
@@ -54,3 +57,17 @@ def test_rotated_mnist_targets_are_the_angles_within_the_configured_range(tmp_pa
     assert float(angles.abs().max()) <= 30 and float(angles.std()) > 10
     with pytest.raises(ValueError, match=r"data.rotation must be in \(0, 180\]"):
         load_regression({**data, "rotation": 0}, tmp_path, seed=0)
+
+
+def test_stroke_distance_is_the_euclidean_distance_to_the_nearest_stroke_pixel() -> None:
+    image = torch.zeros(1, 1, 5, 5)
+    image[0, 0, 2, 2], image[0, 0, 0, 4] = 1.0, 0.4  # a stroke pixel, and a faint one below the 0.5 cut
+    distances = stroke_distance(image)[0]
+    assert float(distances[2, 2]) == 0 and float(distances[0, 0]) == pytest.approx(math.sqrt(8))
+    assert float(distances[0, 4]) == pytest.approx(math.sqrt(8)) and float(distances[2, 4]) == 2
+
+
+def test_mnist_distance_maps_are_the_size_of_the_digits(tmp_path) -> None:
+    dataset = load_regression({"name": "mnist_distance", "train_rows": 32, "test_rows": 8}, tmp_path, seed=0)
+    assert dataset.y_train.shape == (32, 28, 28) and dataset.y_test.shape == (8, 28, 28)
+    assert float(original_targets(dataset).min()) == pytest.approx(0, abs=1e-4)  # on the stroke

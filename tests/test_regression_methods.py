@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from trustbench.backbones.encoder_decoder import EncoderDecoder
 from trustbench.backbones.mlp import MLP
 from trustbench.data.rotated_mnist import rotate
 from trustbench.methods.regression.base import gaussian_nll
@@ -108,3 +109,20 @@ def test_rotation_by_90_degrees_is_a_counter_clockwise_quarter_turn() -> None:
     turned = rotate(images, torch.tensor([90.0, -90.0]))
     torch.testing.assert_close(turned[0], torch.rot90(images[0], 1, (1, 2)), atol=1e-5, rtol=0)
     torch.testing.assert_close(turned[1], torch.rot90(images[1], -1, (1, 2)), atol=1e-5, rtol=0)
+
+
+def test_dense_heads_score_every_pixel_as_a_row_in_flatten_order() -> None:
+    torch.manual_seed(0)
+    x, y = torch.rand(3, 1, 8, 8), torch.randn(3, 8, 8)
+    gaussian = GaussianRegressor(EncoderDecoder((1, 8, 8), num_classes=2, width=4), 2, adam)
+    outputs = gaussian.backbone(x)
+    prediction = gaussian.predict(x)
+    torch.testing.assert_close(prediction.distribution.mean(), outputs[:, 0].flatten())
+    expected = F.gaussian_nll_loss(outputs[:, 0].flatten(), y.flatten(), outputs[:, 1].flatten().exp())
+    assert float(gaussian.training_loss(x, y)) == pytest.approx(float(expected), rel=1e-5)
+    car = ClassificationAsRegression(EncoderDecoder((1, 8, 8), num_classes=4, width=4), 4, adam, bins=4)
+    probs = car.backbone(x).softmax(1)
+    torch.testing.assert_close(car.predict(x).distribution.probs[5], probs[0, :, 0, 5])  # pixel (0, 0, 5)
+    slurp = Slurp(gaussian, SideSettings(epochs=1), target_span=float(y.max() - y.min()))
+    slurp.fit(x, y, seed=0)
+    assert slurp.predict(x).uncertainty.shape == (3 * 8 * 8,)

@@ -123,3 +123,17 @@ def test_every_method_the_error_message_offers_declares_regression(method: str) 
         cfg = compose("config", overrides=["data=boston", f"method={method}"])
     check_choices(cfg)
     assert "regression" in cfg.method.task_types
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data=mnist_distance", "backbone=lenet"], "has a target per pixel, but backbone 'lenet' gives one"),
+        (["data=boston", "backbone=encoder_decoder"], "gives an output per pixel, but data 'boston' has one"),
+    ],
+)
+def test_dense_targets_and_dense_backbones_go_together(overrides: list[str], message: str) -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["method=gaussian", *overrides])
+    with pytest.raises(ConfigError, match=message):
+        check_choices(cfg)
