@@ -62,6 +62,11 @@ def check_choices(cfg: DictConfig) -> None:
             f"method {cfg.method.name!r} samples dropout at test time, but backbone.net.dropout="
             f"{cfg.backbone.net.get('dropout')}; allowed: 0 < backbone.net.dropout < 1 (the method sets 0.1)"
         )
+    if cfg.method.get("needs_annotations") and not cfg.data.get("annotations"):
+        raise ConfigError(
+            f"method {cfg.method.name!r} trains on per-pixel annotations, but data {cfg.data.name!r} has "
+            "none; use data=decoy_mnist or data=decoy_fashion_mnist"
+        )
     if cfg.data.get("num_classes") is not None:
         _check_binary(cfg, cfg.data.name, cfg.data.num_classes)
     if "stress" in cfg.data.get("suites", []):  # its settings, before training (features need the data)

@@ -38,7 +38,9 @@ class ArrayDataset:
     for `task` "regression" they are float32 targets standardised with the training split's mean and std,
     kept in `target_scale` so metrics are reported in the target's own units (`num_classes` is then 1).
     `groups_*` holds protected attributes (e.g. ``{"sex": ..., "race": ...}``) as int64 tensors aligned
-    with the rows; they are never model inputs unless the dataset's encoding says so.
+    with the rows; they are never model inputs unless the dataset's encoding says so. `annotations_*`
+    (images with ground-truth relevance, e.g. decoy MNIST) hold per-pixel int8 N×H×W labels: 1 relevant,
+    −1 irrelevant, 0 unknown; what explanation-guided methods train on and the annotations suite scores.
     """
 
     name: str
@@ -54,6 +56,8 @@ class ArrayDataset:
     tabular: TabularMeta | None = None
     task: Literal["classification", "regression"] = "classification"
     target_scale: tuple[float, float] | None = None
+    annotations_train: torch.Tensor | None = None
+    annotations_test: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

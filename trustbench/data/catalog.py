@@ -35,6 +35,7 @@ import torch
 
 from trustbench.data import celeba
 from trustbench.data.arrays import ArrayDataset
+from trustbench.data.decoy import decoy_dataset, degrade_annotations
 from trustbench.data.formats import (
     ImageArrays,
     read_animal_mnist,
@@ -70,6 +71,8 @@ DATASETS: dict[str, str] = {
     "german": "UCI German credit good/bad, tabular, groups age>=25 and sex, 80/20 fixed split",
     "celeba": "CelebA aligned faces, 3×64×64, Y = Attractive, groups male and young, 183k train / 20k test",
     "mnist_semi_random": "W2reg's MNIST: Y = digit >= 5, random group s (s=0 rotated), biased train labels",
+    "decoy_mnist": "MNIST with a label-shaded corner square in training (random shade in test), annotated",
+    "decoy_fashion_mnist": "Fashion-MNIST with Ross et al.'s label-shaded decoy squares, annotated",
     "synthetic": "4 Gaussian blobs in 8-D with a binary group, tabular, 400 train / 200 test (for tests)",
     "synthetic_image": "noisy 1×12×12 bars of 3 orientations, 300 train / 150 test (for tests)",
 }
@@ -295,6 +298,8 @@ _GENERATED: dict[str, Callable[[], ArrayDataset]] = {
 # Datasets made from another one: name -> (the dataset it is made from, the treatment).
 _DERIVED: dict[str, tuple[str, Callable[[ArrayDataset], ArrayDataset]]] = {
     "mnist_semi_random": ("mnist", semi_random_mnist),
+    "decoy_mnist": ("mnist", decoy_dataset),
+    "decoy_fashion_mnist": ("fashion_mnist", decoy_dataset),
 }
 
 
@@ -343,6 +348,9 @@ def load_configured(data: Mapping[str, Any], data_dir: str | Path, seed: int = 0
         from trustbench.data.regression_sets import load_regression
 
         return load_regression(data, data_dir, seed)
+    if data.get("annotations"):  # decoy sets: incomplete or shifted training annotations
+        settings = data["annotations"]
+        return degrade_annotations(load(data["name"], data_dir), settings["keep"], settings["noise"], seed)
     if not data.get("path"):
         return load(data["name"], data_dir)
     if data.get("kind") == "tabular":

@@ -202,7 +202,8 @@ class TensorDataModule(pl.LightningDataModule):
     row count or a fraction of the official training split. `augment` (``crop_padding``,
     ``horizontal_flip``) turns on the standard image augmentation for training batches only; its border is
     the normalised black pixel, so it matches torchvision's pad-then-``Normalize``. `protected` names the
-    group attribute that training batches carry as a third element (fairness methods); None keeps
+    group attribute that training batches carry as a third element (fairness methods); `annotated` makes
+    them carry the dataset's per-pixel annotations instead (explanation-guided methods); neither keeps
     ``(x, y)`` batches.
     """
 
@@ -216,6 +217,7 @@ class TensorDataModule(pl.LightningDataModule):
         normalize: tuple[Sequence[float], Sequence[float]] | None = None,
         augment: Mapping[str, Any] | None = None,
         protected: str | None = None,
+        annotated: bool = False,
     ) -> None:
         super().__init__()
         self.normalization = _channel_statistics(normalize, dataset.input_shape)
@@ -251,6 +253,12 @@ class TensorDataModule(pl.LightningDataModule):
         if protected is not None:  # once per dataset, so training steps need not check every batch's groups
             check_binary(f"data.protected={protected!r} of {dataset.name}", self.groups_train[protected])
         self.protected = protected
+        if annotated and dataset.annotations_train is None:
+            raise ValueError(
+                f"this method trains on per-pixel annotations, but {dataset.name} has none; use "
+                "data=decoy_mnist or data=decoy_fashion_mnist"
+            )
+        self.annotations_train = dataset.annotations_train[self.train_rows] if annotated else None
 
     def normalize_inputs(self, x: torch.Tensor) -> torch.Tensor:
         """(x − mean) / std per channel (images) or per column (rows), as the model sees its inputs.
@@ -271,6 +279,8 @@ class TensorDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> TensorLoader:
         rank, world_size = self._rank()
         group = None if self.protected is None else self.groups_train[self.protected]
+        if self.annotations_train is not None:
+            group = self.annotations_train  # carried like a group: the third element of each batch
         return TensorLoader(
             self.x_train, self.y_train, self.batch_size, self.seed, rank, world_size, self.augmentation, group
         )
