@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from trustbench.evaluation.adversarial import evaluate_adversarial
+from trustbench.evaluation.annotations import evaluate_annotations
 from trustbench.evaluation.classification import evaluate_classification
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.counterfactual import evaluate_counterfactual
@@ -18,6 +19,7 @@ from trustbench.evaluation.uncertainty import evaluate_uncertainty
 Suite = Callable[[EvaluationContext], dict[str, float]]
 SUITES: dict[str, Suite] = {
     "adversarial": evaluate_adversarial,
+    "annotations": evaluate_annotations,
     "classification": evaluate_classification,
     "counterfactual": evaluate_counterfactual,
     "explanations": evaluate_explanations,

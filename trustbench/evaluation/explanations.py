@@ -38,6 +38,7 @@ from trustbench.methods.explanations.sanity import randomised_copy
 from trustbench.metrics.classification import accuracy
 from trustbench.metrics.explanations import (
     curve_auc,
+    finite_mean,
     local_lipschitz,
     max_sensitivity,
     removal_curve,
@@ -157,11 +158,6 @@ def _attacks(context: EvaluationContext, model: nn.Module, x: Tensor, target: Te
         path = saliency_grid(x, maps, titles, context.run_dir / "plots" / "xai_attacks.png", max_columns=6)
         log_to_wandb({"xai/attacks": path})
     return metrics
-
-
-def finite_mean(values: Tensor) -> float:
-    finite = values[values.isfinite()]
-    return finite.mean().item() if len(finite) else float("nan")
 
 
 def _write_artefacts(

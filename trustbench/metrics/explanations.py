@@ -107,6 +107,13 @@ def curve_auc(curve: Tensor) -> Tensor:
     return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
 
 
+def finite_mean(values: Tensor) -> float:
+    """The mean of the finite entries (a metric undefined for some examples is averaged over the rest);
+    NaN when none is finite."""
+    finite = values[values.isfinite()]
+    return finite.mean().item() if len(finite) else float("nan")
+
+
 def _per_feature(x: Tensor, features: int) -> Tensor:
     """A view of `x` (N×C×H×W or N×D) as N × features × channels, so one index sets every channel."""
     if x.ndim == 4:

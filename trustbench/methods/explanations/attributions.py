@@ -27,6 +27,7 @@ from captum.attr import (
 from torch import Tensor, nn
 
 from trustbench.errors import ConfigError
+from trustbench.methods.explanations.layers import last_conv
 
 ATTRIBUTIONS: dict[str, type[Attribution]] = {}
 
@@ -214,16 +215,6 @@ def _occlude_features(
             drop = reference - model(occluded).gather(1, target[:, None]).squeeze(1)
             drops[:, columns] = drop[:, None]
     return drops
-
-
-def last_conv(model: nn.Module) -> nn.Conv2d:
-    """The last ``nn.Conv2d`` of `model` in registration order (forward order for our backbones)."""
-    convs = [module for module in model.modules() if isinstance(module, nn.Conv2d)]
-    if not convs:
-        raise ConfigError(
-            f"{type(model).__name__} has no convolution layer; Grad-CAM needs an image backbone (lenet, cnn)"
-        )
-    return convs[-1]
 
 
 def relevance_map(attribution: Tensor) -> Tensor:
