@@ -7,7 +7,8 @@ softplus_``surrogate_beta`` surrogate) or ``attack_smoothed`` (the map of the so
 network, attacked directly):
 
 - ``xai/<map>/topk/topk_intersection`` ↑ and ``.../spearman`` ↑: the clean map against the map after the
-  top-k attack (1: the attack did not move it).
+  top-k attack (1: the attack did not move it); ``xai/<map>/noise/topk_intersection``, the same after
+  uniform noise of the same ε, the baseline an attack should beat.
 - ``xai/<map>/targeted/target_correlation`` (Pearson, map after the attack vs the target map, the map of
   the next explained point) against ``.../target_correlation_clean`` (the same before the attack), and
   ``.../topk_intersection`` with the clean map.
@@ -61,6 +62,11 @@ def attack_metrics(
             "topk": topk_attack_objective(attacked, clean, target, k, times_input),
             "targeted": targeted_objective(attacked, goal, clean_probs, target, times_input),
         }
+        noise = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1) * eps
+        noisy = torch.maximum(torch.minimum(x + noise.to(x.device), bounds[1]), bounds[0])
+        metrics[f"xai/{prefix}/noise/topk_intersection"] = (
+            topk_intersection(clean, map_of(noisy), k).mean().item()
+        )
         for name, objective in objectives.items():
             x_adv = manipulate(attacked, model, x, objective, eps, steps, bounds)
             moved = map_of(x_adv)
