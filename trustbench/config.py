@@ -41,6 +41,11 @@ def check_choices(cfg: DictConfig) -> None:
             f"backbone {cfg.backbone.name!r} needs {backbone_cls.input_kind} inputs (C×H×W) but data "
             f"{cfg.data.name!r} is {kind}; use backbone=mlp or backbone=linear for tabular data"
         )
+    if cfg.method.get("needs_conv") and backbone_cls.input_kind != "image":
+        raise ConfigError(
+            f"method {cfg.method.name!r} reads the last convolution layer, but backbone "
+            f"{cfg.backbone.name!r} has none; use a convolutional backbone (lenet, cnn, resnet18, wrn28_10)"
+        )
     if cfg.method.get("needs_features") and getattr(backbone_cls, "feature_dim", 0) is None:
         raise ConfigError(
             f"method {cfg.method.name!r} needs penultimate features but backbone {cfg.backbone.name!r} has "
