@@ -9,12 +9,16 @@ import functools
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
+from hydra import compose, initialize_config_dir
 from torch.nn import functional as F
 from xai_models import mnist_lenet
 
+from trustbench.app import CONFIG_DIR
 from trustbench.backbones.lenet import LeNet
+from trustbench.config import check_choices
 from trustbench.data.catalog import load
 from trustbench.data.decoy import PATCH, decoy_dataset, degrade_annotations
+from trustbench.errors import ConfigError
 from trustbench.evaluation.annotations import mask_scores
 from trustbench.methods.explanations.guided import (
     Gradia,
@@ -122,6 +126,26 @@ def test_mask_scores_by_hand() -> None:
     relevant = torch.tensor([[[True, False, True, False]]])
     scores = mask_scores(selected, relevant)
     assert scores == {"xai/mask/iou": pytest.approx(1 / 3), "xai/mask/precision": 0.5, "xai/mask/recall": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["method=rrr", "data=mnist"],
+            "method 'rrr' trains on per-pixel annotations, but data 'mnist' has none",
+        ),
+        (
+            ["method=grad_cam", "backbone=mlp"],
+            "method 'grad_cam' reads the last convolution layer, but backbone",
+        ),
+    ],
+)
+def test_impossible_combinations_stop_at_the_config_check(overrides: list[str], message: str) -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    with pytest.raises(ConfigError, match=message):
+        check_choices(cfg)
 
 
 @pytest.mark.slow
