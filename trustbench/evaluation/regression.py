@@ -7,6 +7,7 @@ model trains in): ``reg/rmse``, ``reg/mae``, ``reg/nll``, ``reg/ause_rmse`` and 
 ``method.conformal`` is set), ``reg/qce``, ``reg/spearman``, ``reg/aleatoric`` and ``reg/epistemic`` (mean
 variances, target units squared), and for each set of ``data.ood`` ``reg/ood/<set>/auroc`` (the
 uncertainty scored as an OOD detector, OOD positive). Conventions: :mod:`trustbench.metrics.regression`.
+For a dense target (``data.dense``) every pixel of every test image is a row of these metrics.
 
 Post-hoc parts are fitted here on the stored main model: SLURP's side learner (``method.side_learner``, on
 the training split) and the conformal interval (``method.conformal``, calibrated on the validation split).
