@@ -33,9 +33,9 @@ def mnist(tmp_path_factory: pytest.TempPathFactory) -> ArrayDataset:
 
 @pytest.fixture(scope="module")
 def linear(mnist: ArrayDataset) -> dict:
-    """A two-class linear model z = (0, w·x + b) on 300 real test digits, with each digit's exact ℓ∞ and
+    """A two-class linear model z = (0, w·x + b) on 120 real test digits, with each digit's exact ℓ∞ and
     ℓ2 distance to the decision boundary."""
-    x = mnist.x_test[:300]
+    x = mnist.x_test[:120]
     w = torch.randn(784, generator=torch.Generator().manual_seed(0)) * 0.05
     margin = x.flatten(1) @ w
     b = -margin.median()
@@ -60,7 +60,7 @@ def test_attacks_break_exactly_the_points_within_eps_of_a_linear_boundary(
 ) -> None:
     eps = float(linear[norm].median())
     threat = Threat(norm, eps, *UNBOUNDED)
-    run = functools.partial(apgd if attack == "apgd" else pgd, steps=30, restarts=1)
+    run = functools.partial(apgd if attack == "apgd" else pgd, steps=20, restarts=1)
     best, fooled = run(linear["objective"], linear["x"], linear["y"], threat, generator=torch.Generator())
     within = linear[norm] < eps * 0.98
     beyond = linear[norm] > eps * 1.02
@@ -94,9 +94,9 @@ def test_eot_averages_the_gradient_of_a_stochastic_prediction() -> None:
 
     x, y = torch.zeros(1, 2), torch.tensor([1])
     assert is_stochastic(noisy, x)
-    _, grad = Objective(noisy, eot_samples=4000).gradient(x, y)
+    _, grad = Objective(noisy, eot_samples=1500).gradient(x, y)
     # d(−log σ(s))/dx = −(1 − σ(s))·w; E[1 − σ(s)] = 0.5 for s ~ N(0, 1) by symmetry
-    assert torch.allclose(grad, torch.tensor([[-0.5, 0.5]]), atol=0.02)
+    assert torch.allclose(grad, torch.tensor([[-0.5, 0.5]]), atol=0.03)  # standard error 0.006
 
 
 def test_adversarial_training_takes_its_loss_at_a_worse_point_than_the_clean_one(mnist: ArrayDataset) -> None:
@@ -110,6 +110,7 @@ def test_adversarial_training_takes_its_loss_at_a_worse_point_than_the_clean_one
     assert module.backbone.training  # the attack ran in evaluation mode and handed training mode back
 
 
+@pytest.mark.slow  # the experiment smoke test runs the suite end to end in the default run
 def test_the_adversarial_suite_reports_curves_and_passes_its_checks(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     trustbench(
