@@ -41,6 +41,11 @@ def check_choices(cfg: DictConfig) -> None:
             f"backbone {cfg.backbone.name!r} needs {backbone_cls.input_kind} inputs (C×H×W) but data "
             f"{cfg.data.name!r} is {kind}; use backbone=mlp or backbone=linear for tabular data"
         )
+    if cfg.method.get("needs_concepts") and not cfg.data.get("concepts"):
+        raise ConfigError(
+            f"method {cfg.method.name!r} learns concepts, but data {cfg.data.name!r} annotates none; use "
+            "data=digit_mosaic"
+        )
     if cfg.method.get("needs_conv") and backbone_cls.input_kind != "image":
         raise ConfigError(
             f"method {cfg.method.name!r} reads the last convolution layer, but backbone "

@@ -96,7 +96,7 @@ def fit(cfg: DictConfig, run_dir: Path, use_store: bool = False) -> FittedRun | 
         normalize=(normalize.mean, normalize.std) if normalize else None,
         augment=cfg.data.get("augment"),
         protected=cfg.data.get("protected") if cfg.method.get("needs_groups") else None,
-        annotated=bool(cfg.method.get("needs_annotations")),
+        annotated=bool(cfg.method.get("needs_annotations") or cfg.method.get("needs_concepts")),
     )
     outputs = head_outputs(cfg, dataset)
     backbone = instantiate(cfg.backbone.net, input_shape=dataset.input_shape, num_classes=outputs)

@@ -48,6 +48,7 @@ from trustbench.data.formats import (
     read_tiny_imagenet,
 )
 from trustbench.data.image_folder import read_image_folder
+from trustbench.data.mosaic import mosaic_dataset
 from trustbench.data.regression_sets import REGRESSION_KINDS
 from trustbench.data.semi_random import semi_random_mnist
 from trustbench.data.sources import Layout, Located, locate
@@ -73,6 +74,7 @@ DATASETS: dict[str, str] = {
     "mnist_semi_random": "W2reg's MNIST: Y = digit >= 5, random group s (s=0 rotated), biased train labels",
     "decoy_mnist": "MNIST with a label-shaded corner square in training (random shade in test), annotated",
     "decoy_fashion_mnist": "Fashion-MNIST with Ross et al.'s label-shaded decoy squares, annotated",
+    "digit_mosaic": "2x2 mosaics of MNIST digits, 4 classes by a rule over which digits appear, 10 concepts",
     "synthetic": "4 Gaussian blobs in 8-D with a binary group, tabular, 400 train / 200 test (for tests)",
     "synthetic_image": "noisy 1×12×12 bars of 3 orientations, 300 train / 150 test (for tests)",
 }
@@ -300,6 +302,7 @@ _DERIVED: dict[str, tuple[str, Callable[[ArrayDataset], ArrayDataset]]] = {
     "mnist_semi_random": ("mnist", semi_random_mnist),
     "decoy_mnist": ("mnist", decoy_dataset),
     "decoy_fashion_mnist": ("fashion_mnist", decoy_dataset),
+    "digit_mosaic": ("mnist", mosaic_dataset),
 }
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from trustbench.evaluation.adversarial import evaluate_adversarial
 from trustbench.evaluation.annotations import evaluate_annotations
 from trustbench.evaluation.classification import evaluate_classification
+from trustbench.evaluation.concepts import evaluate_concepts
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.counterfactual import evaluate_counterfactual
 from trustbench.evaluation.explanations import evaluate_explanations
@@ -21,6 +22,7 @@ SUITES: dict[str, Suite] = {
     "adversarial": evaluate_adversarial,
     "annotations": evaluate_annotations,
     "classification": evaluate_classification,
+    "concepts": evaluate_concepts,
     "counterfactual": evaluate_counterfactual,
     "explanations": evaluate_explanations,
     "fairness": evaluate_fairness,

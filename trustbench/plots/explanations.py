@@ -1,4 +1,5 @@
-"""Pictures of attribution maps: inputs beside their maps, and a table's most relevant features."""
+"""Pictures of explanations: inputs beside their maps, a table's most relevant features, and the weights
+of a transparent model over concepts."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -68,4 +70,21 @@ def feature_bars(
     ax = fig.subplots()
     ax.barh([names[i] for i in order.tolist()], mean[order].numpy(), color="tab:red")
     ax.set_xlabel("mean |relevance| over the explained rows")
+    return save_figure(fig, path)
+
+
+def rule_weights(
+    weights: Tensor, classes: Sequence[str], concepts: Sequence[str], path: str | os.PathLike[str]
+) -> Path:
+    """A transparent model's weights (classes × concepts) as a heat map with the values written in."""
+    fig = new_figure((0.8 * len(concepts) + 2.5, 0.5 * len(classes) + 2.0))
+    ax = fig.subplots()
+    reach = max(float(weights.abs().max()), 1e-12)
+    ax.imshow(weights.numpy(), cmap="RdBu_r", vmin=-reach, vmax=reach)
+    ax.set_xticks(range(len(concepts)), concepts, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for (row, column), value in np.ndenumerate(weights.numpy()):
+        colour = "white" if abs(value) > reach / 2 else "black"  # readable on the dark cells too
+        ax.text(column, row, f"{value:.1f}", ha="center", va="center", fontsize=8, color=colour)
+    ax.set_title("logistic regression weight of each concept for each class")
     return save_figure(fig, path)
