@@ -126,6 +126,8 @@ def test_mask_scores_by_hand() -> None:
     relevant = torch.tensor([[[True, False, True, False]]])
     scores = mask_scores(selected, relevant)
     assert scores == {"xai/mask/iou": pytest.approx(1 / 3), "xai/mask/precision": 0.5, "xai/mask/recall": 0.5}
+    nothing = mask_scores(torch.zeros_like(selected), relevant)
+    assert nothing == {"xai/mask/iou": 0.0, "xai/mask/precision": 0.0, "xai/mask/recall": 0.0}
 
 
 @pytest.mark.parametrize(

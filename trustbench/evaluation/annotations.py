@@ -6,7 +6,7 @@ decoy-free accuracy), for the predicted class:
 
 - ``xai/mask/iou``, ``precision``, ``recall`` ↑: the Grad-CAM map (last conv layer, min-max normalised)
   above 0.5 against the relevant region (A = 1), per image, then averaged (RES's evaluation); an image
-  whose map selects nothing has precision NaN and is left out of that mean.
+  whose map selects nothing has precision 0 (scikit-learn's zero_division=0), as a collapsed map should.
 - ``xai/mask/decoy_share`` ↓: share of the input-gradient saliency |∂ logit / ∂x| on the decoy square
   (A = −1), Ross et al.'s view of a model that is right for the wrong reasons; its area is 16 of 784
   pixels (2 %), so a model that ignores the square scores about that or less.
@@ -56,13 +56,14 @@ def evaluate_annotations(context: EvaluationContext) -> dict[str, float]:
 
 def mask_scores(selected: Tensor, relevant: Tensor) -> dict[str, float]:
     """Mean per-image IoU, precision and recall of the `selected` pixels against the `relevant` ones (N×H×W
-    booleans); images with an empty union, selection or relevant region are left out of that mean."""
+    booleans); an empty selection has precision 0; images with an empty union or relevant region are
+    left out of the IoU and recall means."""
     hit = (selected & relevant).flatten(1).sum(1).float()
     chosen, wanted = selected.flatten(1).sum(1).float(), relevant.flatten(1).sum(1).float()
     union = (selected | relevant).flatten(1).sum(1).float()
     return {
         "xai/mask/iou": finite_mean(hit / union),
-        "xai/mask/precision": finite_mean(hit / chosen),
+        "xai/mask/precision": finite_mean(hit / chosen.clamp_min(1)),
         "xai/mask/recall": finite_mean(hit / wanted),
     }
 
