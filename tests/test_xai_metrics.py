@@ -73,15 +73,27 @@ def test_the_classifier_explained_is_trained(explained: dict) -> None:
     assert (explained["target"] == explained["labels"]).float().mean() >= 0.75  # measured 11 of 12
 
 
-def test_max_sensitivity_equals_quantus_on_the_same_perturbations(explained: dict) -> None:
-    metric = quantus.MaxSensitivity(
+@pytest.mark.parametrize(
+    ("reference", "ours"),
+    [
+        ("MaxSensitivity", lambda e: max_sensitivity(e["maps"], e["perturbed_maps"])),
+        (
+            "LocalLipschitzEstimate",
+            lambda e: local_lipschitz(e["maps"], e["perturbed_maps"], e["x"], e["x_perturbed"]),
+        ),
+    ],
+)
+def test_robustness_metrics_equal_quantus_on_the_same_perturbations(
+    explained: dict, reference: str, ours
+) -> None:
+    metric = getattr(quantus, reference)(
         nr_samples=SAMPLES,
         perturb_func=replay(explained["x_perturbed"]),
         normalise=False,
         abs=False,
         disable_warnings=True,
     )
-    reference = metric(
+    expected = metric(
         model=explained["net"],
         x_batch=explained["x"].numpy(),
         y_batch=explained["target"].numpy(),
@@ -90,32 +102,9 @@ def test_max_sensitivity_equals_quantus_on_the_same_perturbations(explained: dic
         device="cpu",
         channel_first=True,
     )
-    ours = max_sensitivity(explained["maps"], explained["perturbed_maps"])
-    np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-5)
-    assert float(ours.mean()) > 0.05  # saliency moves under noise of ±0.05 per pixel
-
-
-def test_local_lipschitz_equals_quantus_on_the_same_perturbations(explained: dict) -> None:
-    metric = quantus.LocalLipschitzEstimate(
-        nr_samples=SAMPLES,
-        perturb_func=replay(explained["x_perturbed"]),
-        normalise=False,
-        abs=False,
-        disable_warnings=True,
-    )
-    reference = metric(
-        model=explained["net"],
-        x_batch=explained["x"].numpy(),
-        y_batch=explained["target"].numpy(),
-        a_batch=explained["maps"][:, None].numpy(),
-        explain_func=quantus_explain(explained),
-        device="cpu",
-        channel_first=True,
-    )
-    ours = local_lipschitz(
-        explained["maps"], explained["perturbed_maps"], explained["x"], explained["x_perturbed"]
-    )
-    np.testing.assert_allclose(ours.numpy(), np.asarray(reference), rtol=1e-4)
+    values = ours(explained)
+    np.testing.assert_allclose(values.numpy(), np.asarray(expected), rtol=1e-4)
+    assert float(values.mean()) > 0.05  # saliency moves under noise of ±0.05 per pixel
 
 
 def test_the_deletion_curve_is_quantus_pixel_flipping_after_its_first_point(explained: dict) -> None:

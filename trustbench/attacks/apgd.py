@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trustbench.attacks.objective import Objective
+from trustbench.attacks.objective import Breaks, Objective
 from trustbench.attacks.pgd import Threat
 
 MOMENTUM = 0.75
@@ -49,16 +49,9 @@ def apgd(
     generator: torch.Generator,
 ) -> tuple[Tensor, Tensor]:
     """Adversarial examples (N×…) and whether each example was misclassified at some iterate (N,)."""
-    best, fooled = x.clone(), objective.predicted(x) != y
+    breaks = Breaks(objective, x, y)
     if threat.eps == 0 or steps < 1:
-        return best, fooled
-
-    def record(x_adv: Tensor) -> None:
-        nonlocal fooled
-        wrong = objective.predicted(x_adv) != y
-        newly = wrong & ~fooled
-        best[newly], fooled = x_adv[newly], fooled | wrong
-
+        return breaks.result()
     marks = checkpoints(steps)
     shape = (-1, *[1] * (x.ndim - 1))
     for _ in range(restarts):
@@ -67,8 +60,8 @@ def apgd(
         start_loss, start_grad = objective.gradient(start, y)
         current = threat.project(threat.step(start, start_grad, eta), x)
         loss, grad = objective.gradient(current, y)
-        record(start)
-        record(current)
+        breaks.record(start)
+        breaks.record(current)
         rose = start_loss < loss
         best_loss = torch.maximum(start_loss, loss)
         best_x = torch.where(rose.view(shape), current, start)
@@ -79,7 +72,8 @@ def apgd(
             moved = current + MOMENTUM * (z - current) + (1 - MOMENTUM) * (current - previous)
             following = threat.project(moved, x).detach()
             next_loss, next_grad = objective.gradient(following, y)
-            record(following)
+            if breaks.record(following):
+                return breaks.result()
             increases += (next_loss > loss).float()
             improved = next_loss > best_loss
             best_x[improved], best_loss = following[improved], torch.maximum(best_loss, next_loss)
@@ -95,6 +89,4 @@ def apgd(
                     loss, grad = objective.gradient(current, y)
                 halved_last, best_loss_at_mark, last_mark = halve, best_loss.clone(), k
                 increases = torch.zeros_like(increases)
-            if bool(fooled.all()):
-                return best, fooled
-    return best, fooled
+    return breaks.result()

@@ -53,6 +53,26 @@ class Objective:
         return self.probabilities(x).argmax(dim=1)
 
 
+class Breaks:
+    """What an attack found so far: for each example the first misclassified input it reached (the input
+    itself while none), and whether one was reached. Both attacks count any iterate of any restart."""
+
+    def __init__(self, objective: Objective, x: Tensor, y: Tensor) -> None:
+        self.objective, self.y = objective, y
+        self.best, self.fooled = x.clone(), objective.predicted(x) != y
+
+    def record(self, x_adv: Tensor) -> bool:
+        """Note the examples `x_adv` misclassifies; True once every example is broken."""
+        wrong = self.objective.predicted(x_adv) != self.y
+        newly = wrong & ~self.fooled
+        self.best[newly] = x_adv[newly]
+        self.fooled |= wrong
+        return bool(self.fooled.all())
+
+    def result(self) -> tuple[Tensor, Tensor]:
+        return self.best, self.fooled
+
+
 def is_stochastic(probabilities: Probabilities, x: Tensor) -> bool:
     """True when two predictions of the same inputs differ (MC dropout sampling at test time)."""
     with torch.no_grad():

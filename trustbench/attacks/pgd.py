@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from trustbench.attacks.objective import Objective
+from trustbench.attacks.objective import Breaks, Objective
 
 
 @dataclass(frozen=True)
@@ -97,16 +97,13 @@ def pgd(
     step_size: float | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Adversarial examples (N×…) and whether each example was misclassified at some iterate (N,);
-    `step_size` defaults to :func:`default_step_size`. Examples already broken are not attacked further."""
+    `step_size` defaults to :func:`default_step_size`. The attack stops once every example is broken."""
     size = step_size if step_size is not None else default_step_size(threat, steps)
-    best, fooled = x.clone(), objective.predicted(x) != y
+    breaks = Breaks(objective, x, y)
     if threat.eps == 0:
-        return best, fooled
+        return breaks.result()
     for _ in range(restarts):
         for x_adv in iterates(objective, x, y, threat, steps, size, generator):
-            wrong = objective.predicted(x_adv) != y
-            newly = wrong & ~fooled
-            best[newly], fooled = x_adv[newly], fooled | wrong
-            if bool(fooled.all()):
-                return best, fooled
-    return best, fooled
+            if breaks.record(x_adv):
+                return breaks.result()
+    return breaks.result()
