@@ -137,3 +137,34 @@ def test_dense_targets_and_dense_backbones_go_together(overrides: list[str], mes
         cfg = compose("config", overrides=["method=gaussian", *overrides])
     with pytest.raises(ConfigError, match=message):
         check_choices(cfg)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["data=boston", "method=car", "method.module.spacing=cubic"],
+            "method.module.spacing takes uniform or log",
+        ),
+        (["data=boston", "method=car", "method.module.bins=1"], "method.module.bins takes an integer >= 2"),
+        (["data=boston", "method=gaussian", "data.split=-1"], "data.split takes an integer >= 0"),
+        (
+            ["data=rotated_mnist", "method=gaussian", "data.rotation=200"],
+            r"data.rotation takes degrees in \(0, 180\]",
+        ),
+        (
+            ["data=boston", "method=slurp", "method.side_learner.loss=l1"],
+            "method.side_learner.loss takes bce or nll",
+        ),
+        (["data=boston", "method=conformal", "method.conformal.score=abs"], "takes residual or normalized"),
+        (
+            ["data=boston", "method=gaussian", "method.module.beta=3"],
+            r"takes a number in \[0, 1\]",
+        ),
+    ],
+)
+def test_a_regression_setting_out_of_range_is_refused_by_the_config_check(overrides, message) -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    with pytest.raises(ConfigError, match=message):
+        check_choices(cfg)

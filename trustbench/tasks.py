@@ -12,6 +12,7 @@ from omegaconf import DictConfig, open_dict
 
 from trustbench.data.arrays import ArrayDataset
 from trustbench.errors import ConfigError
+from trustbench.methods.regression.checks import check_regression_settings
 
 TASKS = ("classification", "regression")
 REGRESSION_METHODS = ("gaussian", "mc_dropout", "ensemble", "car", "slurp", "conformal")
@@ -23,10 +24,13 @@ def task_type(cfg: DictConfig) -> str:
 
 
 def check_task(cfg: DictConfig) -> None:
-    """Raise ConfigError when the method does not support the data's task type (one line, before work)."""
+    """Raise ConfigError when the method does not support the data's task type, or (regression) when a
+    regression setting is out of range: one line, before any work."""
     task = task_type(cfg)
     supported = list(cfg.method.get("task_types") or ["classification"])
     if task in supported:
+        if task == "regression":
+            check_regression_settings(for_task(cfg))
         return
     choices = f"one of {', '.join(REGRESSION_METHODS)}" if task == "regression" else "a classification method"
     raise ConfigError(
