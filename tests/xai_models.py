@@ -1,4 +1,4 @@
-"""A LeNet trained for one epoch on 3000 real MNIST digits, shared by the explanations family's tests."""
+"""A LeNet trained for one epoch on 2000 real MNIST digits, shared by the explanations family's tests."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from trustbench.backbones.lenet import LeNet
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import load
 
-TRAIN_ROWS = 3000
+TRAIN_ROWS = 2000
 
 
 @functools.cache
