@@ -21,10 +21,10 @@ from torch.nn import functional as F
 
 from trustbench.backbones.base import Backbone
 from trustbench.methods.base import OptimizerFactory, Prediction, SchedulerFactory
-from trustbench.methods.explanations.guided import ExplanationGuided
+from trustbench.methods.explanations.guided import AnnotatedTraining
 
 
-class Greybox(ExplanationGuided):
+class Greybox(AnnotatedTraining):
     """Backbone features → concept probabilities → logistic regression → class."""
 
     def __init__(

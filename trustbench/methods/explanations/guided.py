@@ -47,8 +47,26 @@ def grad_cam_map(backbone: nn.Module, x: Tensor, target: Tensor, graph: bool) ->
     return logits, (cam - low) / (high - low + 1e-8)
 
 
-class ExplanationGuided(ERM):
-    """ERM whose training batches carry annotations; subclasses give the loss of a batch."""
+class AnnotatedTraining(ERM):
+    """ERM whose training batches carry annotations (pixels or concepts); subclasses give a batch's loss."""
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        if len(batch) != 3:
+            raise ValueError(
+                f"{type(self).__name__} trains on (x, y, annotation) batches but got {len(batch)} tensors; "
+                "use annotated data (decoy_mnist, decoy_fashion_mnist, digit_mosaic)"
+            )
+        x, y, annotation = batch
+        loss = self.guided_loss(x, y, annotation)
+        self.record_training_loss(loss)
+        return loss
+
+    def guided_loss(self, x: Tensor, y: Tensor, annotation: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class ExplanationGuided(AnnotatedTraining):
+    """Cross-entropy plus `lam` times an explanation term."""
 
     def __init__(
         self,
@@ -60,20 +78,6 @@ class ExplanationGuided(ERM):
     ) -> None:
         super().__init__(backbone, num_classes, optimizer, scheduler)
         self.lam = lam
-
-    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        if len(batch) != 3:
-            raise ValueError(
-                f"{type(self).__name__} trains on (x, y, annotation) batches but got {len(batch)} tensors; "
-                "use data=decoy_mnist or decoy_fashion_mnist"
-            )
-        x, y, annotation = batch
-        loss = self.guided_loss(x, y, annotation)
-        self.record_training_loss(loss)
-        return loss
-
-    def guided_loss(self, x: Tensor, y: Tensor, annotation: Tensor) -> Tensor:
-        raise NotImplementedError
 
 
 class RightForTheRightReasons(ExplanationGuided):
