@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import xai_models
 from conftest import result, trustbench
 from torch import nn
 
@@ -19,7 +20,6 @@ from trustbench.attacks.pgd import Threat, pgd
 from trustbench.attacks.settings import AdversarialSettings
 from trustbench.backbones.lenet import LeNet
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import load
 from trustbench.errors import ConfigError
 from trustbench.methods.explanations.adversarial_training import AdversarialTraining
 
@@ -27,8 +27,8 @@ UNBOUNDED = (torch.tensor(-1e6), torch.tensor(1e6))
 
 
 @pytest.fixture(scope="module")
-def mnist(tmp_path_factory: pytest.TempPathFactory) -> ArrayDataset:
-    return load("mnist", tmp_path_factory.mktemp("data"))
+def mnist() -> ArrayDataset:
+    return xai_models.mnist()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import functools
 
 import pytest
 import torch
+import xai_models
 from captum.attr import LayerAttribution, LayerGradCam
 from hydra import compose, initialize_config_dir
 from torch.nn import functional as F
@@ -16,7 +17,6 @@ from xai_models import mnist_lenet
 from trustbench.app import CONFIG_DIR
 from trustbench.backbones.lenet import LeNet
 from trustbench.config import check_choices
-from trustbench.data.catalog import load
 from trustbench.data.decoy import PATCH, decoy_dataset, degrade_annotations
 from trustbench.errors import ConfigError
 from trustbench.evaluation.annotations import mask_scores
@@ -32,9 +32,9 @@ SGD = functools.partial(torch.optim.SGD, lr=0.05)
 
 
 @pytest.fixture(scope="module")
-def decoy(tmp_path_factory: pytest.TempPathFactory):
+def decoy():
     """Decoy MNIST made from the first 6000 training and 1000 test digits."""
-    mnist = load("mnist", tmp_path_factory.mktemp("data"))
+    mnist = xai_models.mnist()
     small = dataclasses.replace(
         mnist,
         x_train=mnist.x_train[:6000],

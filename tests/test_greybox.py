@@ -7,17 +7,17 @@ import functools
 
 import pytest
 import torch
+import xai_models
 from torch.nn import functional as F
 
 from trustbench.backbones.lenet import LeNet
-from trustbench.data.catalog import load
 from trustbench.data.mosaic import CLASS_NAMES, mosaic_dataset, rule
 from trustbench.methods.explanations.greybox import Greybox
 
 
 @pytest.fixture(scope="module")
-def mosaics(tmp_path_factory: pytest.TempPathFactory):
-    return mosaic_dataset(load("mnist", tmp_path_factory.mktemp("data")))
+def mosaics():
+    return mosaic_dataset(xai_models.mnist())
 
 
 def test_the_class_is_the_rule_over_the_concepts_and_every_class_occurs(mosaics) -> None:

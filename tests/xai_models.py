@@ -1,4 +1,5 @@
-"""A LeNet trained for one epoch on 2000 real MNIST digits, shared by the explanations family's tests."""
+"""Real MNIST and a LeNet trained for one epoch on 2000 of its digits, shared by the explanations family's
+tests (each read or trained once per test process)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,16 @@ TRAIN_ROWS = 2000
 
 
 @functools.cache
+def mnist() -> ArrayDataset:
+    """Real MNIST, read once per test process (its decoded cache in one temporary data dir)."""
+    return load("mnist", Path(tempfile.mkdtemp(prefix="trustbench-xai-")))
+
+
+@functools.cache
 def mnist_lenet() -> tuple[LeNet, ArrayDataset]:
     """The trained network (evaluation mode, about 90 % test accuracy) and the MNIST dataset, trained once
-    per test process; callers must not change it."""
-    dataset = load("mnist", Path(tempfile.mkdtemp(prefix="trustbench-xai-")))
+    per test process; callers must not change either."""
+    dataset = mnist()
     torch.manual_seed(0)
     net = LeNet(dataset.input_shape, dataset.num_classes)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
