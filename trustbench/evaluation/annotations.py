@@ -49,7 +49,12 @@ def evaluate_annotations(context: EvaluationContext) -> dict[str, float]:
     scores["xai/mask/gradcam_decoy_share"] = _share(cam, decoy)
     maps = {"annotation": annotation[:8].float(), "grad-cam": cam[:8], "saliency": saliency[:8]}
     titles = [f"label {int(y)}" for y in context.datamodule.y_test[:8]]
-    path = saliency_grid(x[:8], maps, titles, context.run_dir / "plots" / "xai_annotations.png")
+    legend = (
+        "annotation: red = the object, blue = the decoy square; maps: relevance, each scaled to its maximum"
+    )
+    path = saliency_grid(
+        x[:8], maps, titles, context.run_dir / "plots" / "xai_annotations.png", legend=legend
+    )
     log_to_wandb({"xai/annotations": path})
     return scores
 

@@ -22,9 +22,10 @@ def saliency_grid(
     titles: Sequence[str],
     path: str | os.PathLike[str],
     max_columns: int = 8,
+    legend: str = "red: for the class, blue: against; each map scaled to its own maximum",
 ) -> Path:
     """One column per input (the first `max_columns`), titled by `titles`: the input on top, then one row
-    per named map (N×H×W), the map's name at the row's left.
+    per named map (N×H×W), the map's name at the row's left, and `legend` (what the colours mean) above.
 
     A map with negative values is drawn on a diverging scale centred at 0 (red: evidence for the class,
     blue: against); a non-negative one from white (0) to dark red. Each map is scaled to its own largest
@@ -56,7 +57,7 @@ def saliency_grid(
     axes[0, 0].set_ylabel("input", fontsize=9)
     for row, name in enumerate(names, start=1):
         axes[row, 0].set_ylabel(name, fontsize=9)
-    fig.suptitle("red: for the class, blue: against; each map scaled to its own maximum", fontsize=9)
+    fig.suptitle(legend, fontsize=9)
     return save_figure(fig, path)
 
 
