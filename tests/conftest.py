@@ -1,4 +1,4 @@
-"""Shared test helpers: running `trustbench` as a user would, in a subprocess, into a temporary dir."""
+"""Shared test helpers: running `trustbench` as a user would, in its own process, into a temporary dir."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from forked_cli import run_forked
+
+# One torch thread per test process: `make test` runs two processes on two cores, and with two threads
+# each OpenMP's spinning threads fought for them (Adult's VAE fixture: 30 s of CPU instead of 3).
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["data=synthetic", "backbone=mlp", "trainer.max_epochs=2", "data.batch_size=32"]
@@ -23,11 +29,16 @@ def cli_command(*args: str) -> list[str]:
 
 
 def trustbench(
-    *args: str, check: bool = True, env: dict[str, str] | None = None
+    *args: str, check: bool = True, env: dict[str, str] | None = None, fresh: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run the CLI in a fresh process (as a user would) and return the finished process."""
+    """Run the CLI in its own process and return the finished process: a child forked from this one
+    (`forked_cli`: the same run without re-importing torch and Lightning), or with `fresh` a new
+    interpreter, for what only a new interpreter shows (start-up, imports, interpreter-wide settings)."""
     full_env = {**CLI_ENV, **(env or {})}
-    proc = subprocess.run(cli_command(*args), capture_output=True, text=True, env=full_env, cwd=REPO)
+    if fresh:
+        proc = subprocess.run(cli_command(*args), capture_output=True, text=True, env=full_env, cwd=REPO)
+    else:
+        proc = run_forked(args, full_env, REPO)
     if check and proc.returncode != 0:
         raise AssertionError(f"trustbench {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     return proc

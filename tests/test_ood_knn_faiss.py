@@ -120,9 +120,10 @@ def test_queries_whose_cells_hold_fewer_than_k_rows_are_searched_exactly(bank, l
 def test_faiss_uses_as_many_threads_as_torch(bank, lenet) -> None:
     threads = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        KNN(k=5).fit(lenet["id"]).score(lenet["ood"])
-        assert faiss.omp_get_max_threads() == 1
+        for wanted in (2, 1):  # the test process runs on one thread (conftest): 2 first shows a change
+            torch.set_num_threads(wanted)
+            KNN(k=5).fit(lenet["id"]).score(lenet["ood"])
+            assert faiss.omp_get_max_threads() == wanted
     finally:
         torch.set_num_threads(threads)
 
