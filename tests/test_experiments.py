@@ -51,9 +51,9 @@ class Experiment:
 
 
 def smaller_evaluation(cfg) -> tuple[str, ...]:
-    """Fewer points explained, fewer stress levels and resamples, only the stress transforms the table
-    shows: the same code paths and keys (the key levels ±1 stay) at a fraction of the cost (stress_adult's
-    smoke run: 76 s of CPU before)."""
+    """Fewer points explained, fewer stress levels and resamples, only the stress transforms and shift
+    severities the table shows, one corruption: the same code paths and keys (the key levels ±1 stay) at
+    a fraction of the cost (stress_adult's smoke run: 76 s of CPU before)."""
     overrides = []
     if cfg.data.get("stress"):
         overrides += ["data.stress.levels=3", "data.stress.bootstrap=2"]
@@ -62,6 +62,14 @@ def smaller_evaluation(cfg) -> tuple[str, ...]:
         shown = sorted({key.split("/")[3] for key in keys if key.startswith("stress/")})
         if shown:  # only the transforms its table shows (the others are the stress suite tests' business)
             overrides.append(f"data.stress.transforms=[{','.join(shown)}]")
+    shift = cfg.data.get("shift")
+    if shift:  # one corruption, at the severities the table shows
+        table = cfg.hydra.callbacks.get("table")
+        keys = table.metrics if table else []
+        severities = sorted({key.split("/")[2] for key in keys if key.startswith("shift/mean/")}, key=int)
+        overrides.append(f"data.shift.corruptions=[{shift.corruptions[0]}]")
+        if severities:
+            overrides.append(f"data.shift.severities=[{','.join(severities)}]")
     if "explain" in cfg.method:
         overrides.append("method.explain.points=3")
     return tuple(overrides)
