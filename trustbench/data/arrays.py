@@ -41,6 +41,8 @@ class ArrayDataset:
     with the rows; they are never model inputs unless the dataset's encoding says so. `annotations_*`
     (images with ground-truth relevance, e.g. decoy MNIST) hold per-pixel int8 N×H×W labels: 1 relevant,
     −1 irrelevant, 0 unknown; what explanation-guided methods train on and the annotations suite scores.
+    `unknown_test` holds the test images of classes held out of an open-set recognition dataset (see
+    :mod:`trustbench.data.class_subset`), the ``unknown`` OOD set; None for every other dataset.
     """
 
     name: str
@@ -58,6 +60,7 @@ class ArrayDataset:
     target_scale: tuple[float, float] | None = None
     annotations_train: torch.Tensor | None = None
     annotations_test: torch.Tensor | None = None
+    unknown_test: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

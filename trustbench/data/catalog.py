@@ -35,6 +35,7 @@ import torch
 
 from trustbench.data import celeba
 from trustbench.data.arrays import ArrayDataset
+from trustbench.data.class_subset import configured_known_classes, keep_classes
 from trustbench.data.decoy import decoy_dataset, degrade_annotations
 from trustbench.data.formats import (
     ImageArrays,
@@ -343,9 +344,10 @@ def load_configured(data: Mapping[str, Any], data_dir: str | Path, seed: int = 0
     """The dataset a `data` config names: the user's own files when it sets `path`, else a catalog name.
 
     The user's files are a CSV (``kind: tabular``), four .npy files (``x_train`` set), a folder of images
-    or a .npz archive (see :mod:`trustbench.data.user_files`). A regression set (``task: regression``) is
-    read with its settings by :func:`trustbench.data.regression_sets.load_regression` (`seed` draws rotated
-    MNIST's angles).
+    or a .npz archive (see :mod:`trustbench.data.user_files`). With `known_classes` (or `osr_split`), only
+    those classes of the catalog dataset are kept (see :mod:`trustbench.data.class_subset`). A regression set
+    (``task: regression``) is read with its settings by
+    :func:`trustbench.data.regression_sets.load_regression` (`seed` draws rotated MNIST's angles).
     """
     if data.get("task") == "regression":
         from trustbench.data.regression_sets import load_regression
@@ -354,6 +356,9 @@ def load_configured(data: Mapping[str, Any], data_dir: str | Path, seed: int = 0
     if data.get("annotations"):  # decoy sets: incomplete or shifted training annotations
         settings = data["annotations"]
         return degrade_annotations(load(data["name"], data_dir), settings["keep"], settings["noise"], seed)
+    known = configured_known_classes(data)
+    if known is not None:  # open-set recognition: the other classes are the `unknown` OOD set
+        return keep_classes(load(data["name"], data_dir), known)
     if not data.get("path"):
         return load(data["name"], data_dir)
     if data.get("kind") == "tabular":

@@ -31,6 +31,10 @@ Derived sets, as many images as the ID test split unless said otherwise:
   whatever random validation split a datamodule draws, which is harmless: only their permuted versions
   are used as OOD.
 
+``unknown`` (:data:`UNKNOWN_SET`) is the open set of an open-set recognition split: the test images of the
+classes ``data.known_classes`` leaves out (see :mod:`trustbench.data.class_subset`); only such a split
+has it.
+
 Random draws come from a torch generator seeded by (seed, set name), so a seed gives the same set in every
 process and different sets get independent draws. A catalog set that already has the ID shape is the
 catalog's cached test tensor itself: callers must not modify OOD inputs in place.
@@ -47,6 +51,7 @@ from torch import Tensor
 
 from trustbench.data import catalog
 from trustbench.data.arrays import ArrayDataset
+from trustbench.data.class_subset import UNKNOWN_SET
 from trustbench.data.errors import DatasetFileError
 from trustbench.data.image_folder import image_files, read_images
 from trustbench.data.loaders import named_generator
@@ -184,13 +189,24 @@ _DERIVED: dict[str, Callable[[ArrayDataset, int], Tensor]] = {
 }
 
 
+def _unknown_classes(dataset: ArrayDataset) -> Tensor:
+    if dataset.unknown_test is None:
+        raise ValueError(
+            f"OOD set {UNKNOWN_SET!r} is the held-out classes of an open-set split, but {dataset.name!r} "
+            "holds none out; set data.known_classes (e.g. data=osr_mnist)"
+        )
+    return dataset.unknown_test
+
+
 def build_ood_inputs(name: str, id_dataset: ArrayDataset, data_dir: str | Path, seed: int = 0) -> Tensor:
     """Inputs of OOD set `name` for `id_dataset`, float32 N×C×H×W in [0, 1] with the ID input shape.
 
     `name` is a catalog dataset (its test split, adapted to the ID shape; loaded from `data_dir`), a
-    derived set (:func:`ood_set_names` lists both) or ``file:PATH``. `seed` fixes the random draws of
-    derived sets.
+    derived set (:func:`ood_set_names` lists both), ``file:PATH`` or, on an open-set split, ``unknown``.
+    `seed` fixes the random draws of derived sets.
     """
+    if name == UNKNOWN_SET:
+        return _unknown_classes(id_dataset)
     is_file = name.startswith(FILE_PREFIX)
     if not is_file and name not in ood_set_names():
         valid = ", ".join(ood_set_names())
