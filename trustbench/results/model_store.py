@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from trustbench.data.class_subset import configured_known_classes
 from trustbench.data.user_files import user_data_files, user_data_settings
 from trustbench.fingerprint import fingerprint_config
 from trustbench.results.archives import intact
@@ -46,6 +47,9 @@ def training_recipe(cfg: DictConfig) -> dict[str, Any]:
     data_cfg = OmegaConf.to_container(cfg.data, resolve=True)
     data = {key: data_cfg.get(key) for key in TRAINING_DATA_KEYS}
     data |= {key: data_cfg[key] for key in REGRESSION_DATA_KEYS if data_cfg.get(key) is not None}
+    known = configured_known_classes(data_cfg)
+    if known is not None:  # an open-set split trains on its own classes (added only when set, as above)
+        data["known_classes"] = known
     if cfg.data.get("path"):  # a user's own files: two datasets under one data config must not share weights
         data["file_sha256"] = [file_digest(path) for path in user_data_files(cfg.data)]
         data["reading"] = user_data_settings(cfg.data)  # e.g. a CSV's target and categorical columns
