@@ -4,10 +4,11 @@ Importing the package registers every explainer in :data:`EXPLAINERS` under its 
 constructs one by name. Each explainer lives in the module named after it.
 """
 
-from trustbench.methods.counterfactual.clue import Clue, DeltaClue
+from trustbench.methods.counterfactual.clue import Clue, DeltaClue, NablaClue
 from trustbench.methods.counterfactual.deduce import DeDUCE
 from trustbench.methods.counterfactual.dice import DiCE
 from trustbench.methods.counterfactual.explainer import EXPLAINERS, Explainer, ExplanationData, build
+from trustbench.methods.counterfactual.glam_clue import GlamClue
 from trustbench.methods.counterfactual.growing_spheres import GrowingSpheres
 from trustbench.methods.counterfactual.latent_gradient import LatentGradient
 from trustbench.methods.counterfactual.revise import Revise
@@ -24,8 +25,10 @@ __all__ = [
     "DiCE",
     "Explainer",
     "ExplanationData",
+    "GlamClue",
     "GrowingSpheres",
     "LatentGradient",
+    "NablaClue",
     "SparseVCE",
     "VCNetExplainer",
     "Wachter",
