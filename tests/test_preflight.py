@@ -37,6 +37,14 @@ def refusal(*args: str) -> str:
             "method.optimizer.lr=0",
             "method.optimizer.lr=0 is not allowed: method.optimizer.lr takes a number > 0",
         ),
+        (
+            "backbone.net.dropout=2",
+            "backbone.net.dropout=2 is not allowed: backbone.net.dropout takes a number >= 0 and < 1",
+        ),
+        (
+            "backbone.net.dropout=-0.1",
+            "backbone.net.dropout=-0.1 is not allowed: backbone.net.dropout takes a number >= 0 and < 1",
+        ),
         ("resume=maybe", "resume='maybe' is not allowed: resume takes 'auto' or true/false"),
         ("+data.kind=text", "data.kind='text' is not allowed: data.kind takes 'image' or 'tabular' or null"),
     ],

@@ -52,6 +52,13 @@ class TrainerSchema:
 
 
 @dataclass
+class BackboneNetSchema:
+    """Keys the image and tabular backbones share (backbone.net): the dropout rate MC dropout samples."""
+
+    dropout: float | None = field(metadata={"min": 0, "max": 1, "max_exclusive": True})
+
+
+@dataclass
 class OptimizerSchema:
     """The optimiser every trained method configures (method.optimizer)."""
 
@@ -64,6 +71,7 @@ SCHEMAS: dict[str, type] = {
     "": RootSchema,
     "data": DataSchema,
     "trainer": TrainerSchema,
+    "backbone.net": BackboneNetSchema,
     "method.optimizer": OptimizerSchema,
 }
 
@@ -87,13 +95,19 @@ def _problem(value: Any, hint: Any, limits: Any) -> str | None:
     allowed = _alternatives(hint)
     if not any(_matches(value, kind) for kind in allowed):
         return f"takes {' or '.join(_describe(kind) for kind in allowed)}"
-    minimum = limits.get("min")
-    if minimum is None or value is None or isinstance(value, (str, bool)):
+    if value is None or isinstance(value, (str, bool)):
         return None
-    if value < minimum or (limits.get("exclusive") and value == minimum):
-        bound = f"> {minimum}" if limits.get("exclusive") else f">= {minimum}"
-        return f"takes {_describe(allowed[0])} {bound}"
-    return None
+    minimum, maximum = limits.get("min"), limits.get("max")
+    too_low = minimum is not None and (value < minimum or (limits.get("exclusive") and value == minimum))
+    too_high = maximum is not None and (value > maximum or (limits.get("max_exclusive") and value == maximum))
+    if not (too_low or too_high):
+        return None
+    bounds = []
+    if minimum is not None:
+        bounds.append(f"> {minimum}" if limits.get("exclusive") else f">= {minimum}")
+    if maximum is not None:
+        bounds.append(f"< {maximum}" if limits.get("max_exclusive") else f"<= {maximum}")
+    return f"takes {_describe(allowed[0])} {' and '.join(bounds)}"
 
 
 def _alternatives(hint: Any) -> list[Any]:
