@@ -33,8 +33,8 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_all_thirteen_detectors_are_configured() -> None:
-    assert len(DETECTOR_METHODS) == 13
+def test_all_fourteen_detectors_are_configured() -> None:
+    assert len(DETECTOR_METHODS) == 14
 
 
 @pytest.mark.parametrize("method", DETECTOR_METHODS)
@@ -43,7 +43,7 @@ def test_each_detector_reports_every_set_near_far_and_accuracy(sweep: Path, meth
     assert record["status"] == "ok", record["error"]
     metrics = record["metrics"]
     for name in ("corrupted", "noise_gaussian", "noise_uniform", "near", "far"):
-        for key in ("auroc", "aupr_in", "aupr_out", "fpr95"):
+        for key in ("auroc", "aupr_in", "aupr_out", "fpr95", "oscr"):
             assert 0.0 <= metrics[f"ood/{name}/{key}"] <= 1.0
     assert metrics["ood/near/auroc"] == metrics["ood/corrupted/auroc"]
     far = (metrics["ood/noise_gaussian/auroc"] + metrics["ood/noise_uniform/auroc"]) / 2
@@ -87,7 +87,7 @@ def test_fixed_hyperparameters_are_not_tuned(tmp_path: Path) -> None:
 
 def test_table_has_one_row_per_detector(sweep: Path) -> None:
     out = trustbench("table", str(sweep / "sweep"), "--by", "method", "--metrics", "ood/far/auroc").stdout
-    assert sum(line.startswith("| ") and "ours" in line for line in out.splitlines()) == 13
+    assert sum(line.startswith("| ") and "ours" in line for line in out.splitlines()) == 14
 
 
 def test_ood_detection_on_tabular_data_stops_before_any_work(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ Hyperparameters not fixed in the config are chosen on a validation OOD set that 
 test OOD set (`data.ood_benchmark.val`), by AUROC against the ID validation split, as OpenOOD does.
 
 Metrics: `cls/acc`; per test set `ood/<set>/{auroc,aupr_in,aupr_out,fpr95}` (OOD positive, higher score
-= more OOD, FPR95 = share of ID flagged at 95 % OOD recall); `ood/near/*` and `ood/far/*` as means over
-the near and far sets; `ood/val/auroc` of the chosen candidate; `hp/<name>` for each chosen value.
+= more OOD, FPR95 = share of ID flagged at 95 % OOD recall) and `ood/<set>/oscr` (the open-set
+classification rate of the classifier with the detector as its reject option, trustbench.metrics.osr);
+`ood/near/*` and `ood/far/*` as means over the near and far sets; `ood/val/auroc` of the chosen
+candidate; `hp/<name>` for each chosen value.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from trustbench.evaluation.context import EvaluationContext
 from trustbench.methods.ood.cache import FeatureCache
 from trustbench.methods.ood.detector import DETECTORS, Detector, Features, NetworkDetector, build
 from trustbench.metrics.ood import ood_metrics
+from trustbench.metrics.osr import oscr
 from trustbench.plots.figures import log_to_wandb
 from trustbench.plots.ood import roc_curves, score_histograms
 from trustbench.progress import progress
 
-OOD_KEYS = ("auroc", "aupr_in", "aupr_out", "fpr95")
+OOD_KEYS = ("auroc", "aupr_in", "aupr_out", "fpr95", "oscr")
 
 
 class DetectorScorer:
@@ -79,12 +82,14 @@ def evaluate_ood(context: EvaluationContext) -> dict[str, float]:
     detector = build(detector_cls.name, **hparams).fit(fit_on, head=head)
 
     id_scores = score(detector, test, datamodule.x_test)
-    metrics = {"cls/acc": float((test.logits.argmax(dim=1) == datamodule.y_test).float().mean())}
+    correct = test.logits.argmax(dim=1) == datamodule.y_test
+    metrics = {"cls/acc": float(correct.float().mean())}
     ood_scores = {}
     for name, x_ood in context.ood_inputs([*benchmark.near, *benchmark.far]).items():
         ood_scores[name] = score(detector, cache.features(x_ood), x_ood)
         for key, value in ood_metrics(id_scores, ood_scores[name]).items():
             metrics[f"ood/{name}/{key}"] = value
+        metrics[f"ood/{name}/oscr"] = oscr(id_scores, correct, ood_scores[name])
     for group in ("near", "far"):
         for key in OOD_KEYS:
             values = [metrics[f"ood/{name}/{key}"] for name in benchmark[group]]
