@@ -15,6 +15,7 @@ from trustbench.methods.ood.mahalanobis import Mahalanobis, RelativeMahalanobis
 from trustbench.methods.ood.maxlogit import MaxLogit
 from trustbench.methods.ood.msp import MSP
 from trustbench.methods.ood.odin import ODIN
+from trustbench.methods.ood.openmax import OpenMax
 from trustbench.methods.ood.react import ReAct
 from trustbench.methods.ood.vim import ViM
 
@@ -33,6 +34,7 @@ __all__ = [
     "Mahalanobis",
     "MaxLogit",
     "NetworkDetector",
+    "OpenMax",
     "ReAct",
     "RelativeMahalanobis",
     "ViM",
