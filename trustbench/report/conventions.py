@@ -38,6 +38,7 @@ DESCRIPTIONS: dict[tuple[str, str], str] = {
     ("ood", "aupr_in"): "average precision with in-distribution as positive ↑",
     ("ood", "aupr_out"): "average precision with OOD as positive ↑",
     ("ood", "fpr95"): "share of in-distribution samples flagged OOD at 95 % OOD recall ↓",
+    ("ood", "oscr"): "open-set classification rate: area under correct-classification rate vs FPR ↑",
     ("fair", "dpd"): "demographic parity difference: max − min of P(ŷ=1|G) over groups, unsigned ↓",
     ("fair", "eod"): "equalized odds difference: max(TPR spread, FPR spread) over groups, unsigned ↓",
     ("fair", "di"): "disparate impact P(ŷ=1|S=0) / P(ŷ=1|S=1); 1 is parity, < 0.8 fails the 80 % rule",
