@@ -34,10 +34,21 @@ NUM_CLASSES, UNITS_PER_CLASS, FEATURE_DIM = 4, 4, 32
 CLASS_UNITS = NUM_CLASSES * UNITS_PER_CLASS
 ACTIVATION = 5.0
 
-FEATURE_DETECTORS = ["mahalanobis", "relative_mahalanobis", "knn", "vim", "react", "ash", "gradnorm"]
+FEATURE_DETECTORS = [
+    "mahalanobis",
+    "relative_mahalanobis",
+    "knn",
+    "vim",
+    "react",
+    "ash",
+    "gradnorm",
+    "lsa",
+    "dsa",
+    "mdsa",
+]
 DIRECTION_DETECTORS = ["mahalanobis", "relative_mahalanobis", "knn", "vim", "react", "ash"]
 DENSITY_DETECTORS = ["mahalanobis", "relative_mahalanobis", "knn"]
-LOGIT_DETECTORS = ["msp", "maxlogit", "entropy", "energy", "kl_matching"]
+LOGIT_DETECTORS = ["msp", "maxlogit", "entropy", "energy", "kl_matching", "deepgini"]
 NETWORK_DETECTORS = ["odin"]
 
 

@@ -5,6 +5,7 @@ Importing the package registers every detector in :data:`DETECTORS` under its co
 """
 
 from trustbench.methods.ood.ash import ASH
+from trustbench.methods.ood.deepgini import DeepGini
 from trustbench.methods.ood.detector import DETECTORS, Detector, Features, NetworkDetector, build
 from trustbench.methods.ood.energy import Energy
 from trustbench.methods.ood.entropy import Entropy
@@ -17,14 +18,19 @@ from trustbench.methods.ood.msp import MSP
 from trustbench.methods.ood.odin import ODIN
 from trustbench.methods.ood.openmax import OpenMax
 from trustbench.methods.ood.react import ReAct
+from trustbench.methods.ood.surprise import DSA, LSA, MDSA
 from trustbench.methods.ood.vim import ViM
 
 __all__ = [
     "ASH",
     "DETECTORS",
+    "DSA",
     "KNN",
+    "LSA",
+    "MDSA",
     "MSP",
     "ODIN",
+    "DeepGini",
     "Detector",
     "Energy",
     "Entropy",
