@@ -6,7 +6,10 @@ errors as the inputs drift away from the training distribution, corruption by co
 severity.
 
 On the test split: everything :func:`evaluate_classification` reports, plus ``cal/aece`` and ``cal/mce``
-(15 bins) and ``sc/aurc``. When ``data.shift`` is set, e.g.
+(15 bins), ``sc/aurc``, and failure detection: ``fail/<score>/{auroc,aupr,fpr95}`` of each uncertainty
+score for flagging the test split's errors, errors positive (:mod:`trustbench.metrics.failure`), for
+``<score>`` = ``uncertainty`` (the method's own), ``msp`` (−max_k p_k) and ``entropy`` (of the predictive
+distribution, nats). When ``data.shift`` is set, e.g.
 ``shift: {corruptions: [gaussian_noise, rotation, gaussian_blur, contrast], severities: [1, 2, 3, 4, 5]}``
 (severities default to 1..5), every corruption of :data:`trustbench.data.shifts.CORRUPTIONS` is applied to
 the RAW test images at every severity, seeded by ``cfg.seed``, and normalised as the model's inputs; then
@@ -40,6 +43,8 @@ from trustbench.metrics.calibration import (
     maximum_calibration_error,
 )
 from trustbench.metrics.classification import accuracy
+from trustbench.metrics.failure import failure_detection
+from trustbench.metrics.ood import entropy_score, msp_score
 from trustbench.metrics.selective import aurc
 from trustbench.metrics.shift import correct_vs_incorrect_auroc, uncertainty_accuracy_spearman
 from trustbench.plots.calibration import metric_vs_severity, reliability_diagram
@@ -64,7 +69,11 @@ def evaluate_uncertainty(context: EvaluationContext) -> dict[str, float]:
     labels = datamodule.y_test
     metrics["cal/aece"] = adaptive_calibration_error(test.probs, labels, n_bins=CALIBRATION_BINS)
     metrics["cal/mce"] = maximum_calibration_error(test.probs, labels, n_bins=CALIBRATION_BINS)
-    metrics["sc/aurc"] = aurc(test.uncertainty, test.probs.argmax(dim=1) == labels)
+    correct = test.probs.argmax(dim=1) == labels
+    metrics["sc/aurc"] = aurc(test.uncertainty, correct)
+    for score, values in failure_scores(test).items():
+        for key, value in failure_detection(values, correct).items():
+            metrics[f"fail/{score}/{key}"] = value
 
     plots = context.run_dir / "plots"
     title = f"{cfg.method.name} · {cfg.backbone.name} · {cfg.data.name}"
@@ -85,6 +94,15 @@ def evaluate_uncertainty(context: EvaluationContext) -> dict[str, float]:
         images["ood/uncertainty_hist"] = score_histograms(test.uncertainty, ood, path, title=title)
     log_to_wandb(images)
     return metrics
+
+
+def failure_scores(prediction: Prediction) -> dict[str, torch.Tensor]:
+    """The uncertainty scores failure detection ranks: the method's own, MSP's and the entropy."""
+    return {
+        "uncertainty": prediction.uncertainty,
+        "msp": msp_score(prediction.probs),
+        "entropy": entropy_score(prediction.probs),
+    }
 
 
 def shift_table(

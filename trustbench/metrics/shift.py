@@ -15,7 +15,7 @@ import torch
 from scipy.stats import spearmanr
 from torch import Tensor
 
-from trustbench.metrics.ood import ood_metrics
+from trustbench.metrics.failure import failure_detection
 from trustbench.metrics.selective import check_uncertainty_and_correct
 
 
@@ -69,12 +69,10 @@ def correct_vs_incorrect_auroc(uncertainty: Tensor, correct: Tensor) -> float:
 
     The probability that an incorrect prediction has higher uncertainty than a correct one, ties counting
     one half; 1 is perfect, 0.5 chance. Computed by :func:`trustbench.metrics.ood.ood_metrics` with the
-    correct predictions as its "ID" set and the incorrect ones as its "OOD" (positive) set, so it equals
+    correct predictions as its "ID" set and the incorrect ones as its "OOD" (positive) set (through
+    :func:`trustbench.metrics.failure.failure_detection`), so it equals
     sklearn's ``roc_auc_score(~correct, uncertainty)``. Postels et al. report the same number as the AUROC
     of the certainty for recognising correct predictions. NaN when every prediction is correct or every
     one is wrong.
     """
-    uncertainty, correct = check_uncertainty_and_correct(uncertainty, correct)
-    if bool(correct.all()) or not bool(correct.any()):
-        return math.nan
-    return ood_metrics(uncertainty[correct], uncertainty[~correct])["auroc"]
+    return failure_detection(uncertainty, correct)["auroc"]
