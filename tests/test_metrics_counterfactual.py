@@ -1,4 +1,5 @@
-"""Counterfactual metrics: distances, validity, diversity, violations and IM1 on hand-computed examples;
+"""Counterfactual metrics: distances, validity, diversity, violations, IM1, class prototypes and oracle
+agreement on hand-computed examples;
 MAD against scipy, yNN and nearest-target distances against sklearn's NearestNeighbors; real Adult rows."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from trustbench.data.tabular import feature_columns
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.metrics import counterfactual
 from trustbench.metrics.counterfactual import (
+    class_prototypes,
     count_diversity,
     counterfactual_report,
     diversity,
@@ -28,6 +30,8 @@ from trustbench.metrics.counterfactual import (
     mad_l1_distance,
     median_absolute_deviation,
     nearest_target_distance,
+    oracle_agreement,
+    prototype_distance,
     valid_mask,
     validity,
     violates_immutable,
@@ -432,3 +436,40 @@ def test_adult_nearest_target_distance_matches_sklearn(adult: ArrayDataset) -> N
         asked = target == label
         nearest = NearestNeighbors(n_neighbors=1).fit(members).kneighbors(x_cf[asked].numpy())[0][:, 0]
         np.testing.assert_allclose(distances[asked].numpy(), nearest, atol=1e-6)
+
+
+def test_class_prototypes_are_the_mean_codes_of_each_class_and_nan_for_an_empty_one():
+    codes = torch.tensor([[0.0, 2.0], [2.0, 4.0], [5.0, -1.0]])
+    prototypes = class_prototypes(codes, torch.tensor([0, 0, 2]), num_classes=3)
+    assert prototypes[0].tolist() == [1.0, 3.0] and prototypes[2].tolist() == [5.0, -1.0]
+    assert bool(prototypes[1].isnan().all())
+
+
+def test_prototype_distance_is_the_l2_distance_to_the_target_class_prototype():
+    prototypes = torch.tensor([[0.0, 0.0], [1.0, 1.0]])
+    codes = torch.tensor([[3.0, 4.0], [4.0, 5.0]])
+    # row 0 to class 0's prototype: √(9 + 16) = 5; row 1 to class 1's: √(9 + 16) = 5; row 1 to class 0: √41
+    assert prototype_distance(codes, torch.tensor([0, 1]), prototypes).tolist() == [5.0, 5.0]
+    assert prototype_distance(codes[1:], torch.tensor([0]), prototypes).item() == pytest.approx(math.sqrt(41))
+
+
+def test_oracle_agreement_counts_only_counterfactuals_valid_for_the_model():
+    target = torch.tensor([1, 0, 1, 1])
+    model = torch.tensor([1, 0, 0, 1])  # valid: rows 0, 1, 3
+    oracle = torch.tensor([1, 1, 1, 1])  # agrees on rows 0 and 3 of those (and row 2, which is not valid)
+    assert oracle_agreement(oracle, model, target) == pytest.approx(2 / 3)
+    sets = oracle_agreement(
+        torch.tensor([[1, 0], [0, 0]]), torch.tensor([[1, 1], [1, 0]]), torch.tensor([1, 0])
+    )
+    # valid for the model: (0, 0), (0, 1) and (1, 1); the oracle agrees on (0, 0) and (1, 1)
+    assert sets == pytest.approx(2 / 3)
+    assert math.isnan(oracle_agreement(oracle, torch.tensor([0, 1, 0, 0]), target))
+
+
+def test_prototype_and_oracle_metrics_name_what_was_wrong():
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+        class_prototypes(torch.zeros(2, 3), torch.tensor([0, 2]), num_classes=2)
+    with pytest.raises(ValueError, match="prototypes' width 2"):
+        prototype_distance(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="one oracle prediction per counterfactual"):
+        oracle_agreement(torch.tensor([[1, 1]]), torch.tensor([1]), torch.tensor([1]))

@@ -11,13 +11,28 @@ Which points and targets (``method.explain``):
 
 - ``points`` test points, the first of a seeded permutation of those that qualify. ``factuals: negative``
   (the default for binary tasks, as in CARLA) takes points predicted in class 0, the unfavourable
-  outcome, with target 1; ``all`` takes any point.
+  outcome, with target 1; ``all`` takes any point; ``uncertain`` takes the ``points`` test points of
+  highest predictive entropy (the inputs CLUE and its variants are meant for).
 - ``targets: other`` asks each point for one counterfactual into the class the model ranks second (the
   other class for binary tasks); ``all`` asks for every other class (DeDUCE's protocol: K − 1 per point).
 
 Uncertainty explainers (CLUE) have no target: they receive the predicted class, and the suite also reports
 ``cf/entropy_before``/``cf/entropy_after``, the mean predictive entropy of the model at the inputs and at
-their counterfactuals. For images ``realism: true`` adds ``cf/im1`` under per-class autoencoders.
+their counterfactuals, and ``cf/made_certain``, the share of counterfactuals whose entropy is below
+``certain_entropy`` nats (GLAM-CLUE's "share of the group made certain"). For images ``realism: true``
+adds ``cf/im1`` under per-class autoencoders. ``cf/fit_seconds`` is the explainer's ``fit`` (generative
+models loaded or trained, GLAM-CLUE's translations learnt), apart from ``cf/seconds_per_cf``.
+
+Two views beside the minimality metrics, each on when its setting is a mapping (``{}`` for defaults):
+
+- ``prototypes``: ``cf/prototype_l2``, the latent L2 distance of each valid counterfactual to its target
+  class's prototype (the mean code of the class's training rows) in an autoencoder of those
+  :class:`~trustbench.methods.counterfactual.generative.GenerativeConfig` settings, trained once and
+  cached; ``cf/prototype_l2_input`` is the same for the inputs, so the table shows how far each explainer
+  moves toward the prototype (users edit toward it, not minimally).
+- ``oracle``: ``cf/oracle_agreement``, the share of valid counterfactuals that an oracle of another
+  architecture trained on all the data (:mod:`~trustbench.methods.counterfactual.oracle`, settings
+  :class:`~trustbench.methods.counterfactual.oracle.OracleConfig`) also assigns to the target.
 
 Artefacts in the run dir: ``counterfactuals.csv``, every counterfactual with its test row, target,
 predicted class, validity and distances (:func:`~trustbench.plots.counterfactual.counterfactual_records`),
@@ -38,9 +53,22 @@ from torch import Tensor
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.methods.counterfactual import Explainer, ExplanationData, build
 from trustbench.methods.counterfactual.constraints import Constraints
-from trustbench.methods.counterfactual.generative import predictive_entropy, train_class_autoencoders
+from trustbench.methods.counterfactual.generative import (
+    GenerativeConfig,
+    predictive_entropy,
+    train_class_autoencoders,
+    trained_autoencoder,
+)
+from trustbench.methods.counterfactual.oracle import OracleConfig, trained_oracle
 from trustbench.metrics.classification import accuracy
-from trustbench.metrics.counterfactual import counterfactual_report, im1
+from trustbench.metrics.counterfactual import (
+    class_prototypes,
+    counterfactual_report,
+    im1,
+    oracle_agreement,
+    prototype_distance,
+    valid_mask,
+)
 from trustbench.plots.counterfactual import (
     changed_features,
     counterfactual_records,
@@ -51,7 +79,7 @@ from trustbench.plots.counterfactual import (
 )
 from trustbench.plots.figures import log_to_wandb
 
-FACTUALS = ("negative", "all")
+FACTUALS = ("negative", "all", "uncertain")
 TARGETS = ("other", "all")
 
 
@@ -71,7 +99,9 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         cache_dir=Path(cfg.paths.model_store) / "explainers",
         seed=cfg.seed,
     )
+    started = time.perf_counter()
     explainer = build(cfg.method.explainer.name, **cfg.method.explainer.get("hparams", {})).fit(data)
+    fit_seconds = time.perf_counter() - started
 
     test = context.prediction("test", datamodule.x_test)
     rows = _factual_rows(test.probs, settings, dataset.num_classes, cfg.seed)
@@ -98,10 +128,22 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         train_pred,
     )
     report["cf/seconds_per_cf"] = seconds / max(logits_cf.shape[:-1].numel(), 1)
+    report["cf/fit_seconds"] = fit_seconds
     report["cls/acc"] = accuracy(test.probs, datamodule.y_test)  # of the classifier being explained
     if explainer.explains_uncertainty:
+        entropy_after = predictive_entropy(logits_cf)
         report["cf/entropy_before"] = predictive_entropy(probs.clamp_min(1e-12).log()).mean().item()
-        report["cf/entropy_after"] = predictive_entropy(logits_cf).mean().item()
+        report["cf/entropy_after"] = entropy_after.mean().item()
+        certain = float(settings.get("certain_entropy", 0.1))
+        report["cf/made_certain"] = (entropy_after < certain).to(torch.float64).mean().item()
+    valid = valid_mask(logits_cf.argmax(dim=-1), target)
+    if settings.get("prototypes") is not None:
+        report |= _prototype_distances(data, settings.prototypes, x, x_cf, target, valid, shape)
+    if settings.get("oracle") is not None:
+        oracle = _oracle(context, settings.oracle)
+        with torch.inference_mode():
+            oracle_pred = _logits(oracle, x_cf, shape).argmax(dim=-1)
+        report["cf/oracle_agreement"] = oracle_agreement(oracle_pred, logits_cf.argmax(dim=-1), target)
     if dataset.kind == "image" and settings.get("realism"):
         autoencoders = [ae.eval() for ae in train_class_autoencoders(data)]
         flat_cf, flat_target = _flat_sets(x_cf, target, shape)
@@ -121,6 +163,9 @@ def _factual_rows(probs: Tensor, settings: dict, num_classes: int, seed: int) ->
     if factuals not in FACTUALS:
         raise ValueError(f"method.explain.factuals={factuals!r}; choose one of {', '.join(FACTUALS)}")
     qualifying = torch.arange(len(probs))
+    if factuals == "uncertain":
+        entropy = predictive_entropy(probs.clamp_min(1e-12).log())
+        return entropy.argsort(descending=True)[: int(settings.points)].sort().values
     if factuals == "negative":
         if num_classes != 2:
             raise ValueError(
@@ -156,6 +201,46 @@ def _logits(
     device = next(backbone.parameters()).device
     parts = [backbone(flat[i : i + batch].to(device)).float().cpu() for i in range(0, len(flat), batch)]
     return torch.cat(parts).reshape(*leading, -1)
+
+
+def _prototype_distances(
+    data: ExplanationData,
+    generative: dict,
+    x: Tensor,
+    x_cf: Tensor,
+    target: Tensor,
+    valid: Tensor,
+    shape: tuple[int, ...],
+) -> dict[str, float]:
+    """``cf/prototype_l2`` (valid counterfactuals) and ``cf/prototype_l2_input`` (inputs), see the module
+    docstring; the autoencoder is trained on the training split, the prototypes from its true labels."""
+    autoencoder = trained_autoencoder(data, GenerativeConfig.from_mapping(generative))
+    with torch.inference_mode():
+        prototypes = class_prototypes(
+            _encoded_rows(autoencoder, data.x_train), data.y_train, data.num_classes
+        )
+        flat_cf, flat_target = _flat_sets(x_cf, target, shape)
+        to_cf = prototype_distance(_encoded_rows(autoencoder, flat_cf), flat_target, prototypes)
+        to_input = prototype_distance(_encoded_rows(autoencoder, x), target, prototypes)
+    return {
+        "cf/prototype_l2": _finite_mean(to_cf[valid.reshape(-1).cpu()]),
+        "cf/prototype_l2_input": _finite_mean(to_input),
+    }
+
+
+def _encoded_rows(autoencoder: torch.nn.Module, x: Tensor, batch: int = 1024) -> Tensor:
+    return torch.cat([autoencoder.encode(x[i : i + batch]) for i in range(0, len(x), batch)])
+
+
+def _oracle(context: EvaluationContext, settings: dict) -> torch.nn.Module:
+    """The oracle trained on every labelled row of the dataset (train, validation and test), cached."""
+    datamodule, dataset, cfg = context.datamodule, context.dataset, context.cfg
+    x = torch.cat([datamodule.x_train, datamodule.x_val, datamodule.x_test])
+    y = torch.cat([datamodule.y_train, datamodule.y_val, datamodule.y_test])
+    cache = Path(cfg.paths.model_store) / "explainers"
+    return trained_oracle(
+        x, y, dataset.num_classes, OracleConfig.from_mapping(settings), cache, dataset.name, cfg.seed
+    )
 
 
 def _flat_sets(x_cf: Tensor, labels: Tensor, element_shape: tuple[int, ...]) -> tuple[Tensor, Tensor]:

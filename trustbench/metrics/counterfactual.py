@@ -1,4 +1,5 @@
-"""Counterfactual-explanation metrics: validity, distances, plausibility, constraint violations, diversity.
+"""Counterfactual-explanation metrics: validity, distances, plausibility, constraint violations, diversity,
+closeness to the target class's prototype and agreement with an oracle.
 
 Inputs live in model-input space (tabular rows min-max scaled, images as the model sees them):
 
@@ -22,7 +23,8 @@ box" (MAD-weighted L1); Mothilal, Sharma & Tan 2020, "Explaining machine learnin
 counterfactual explanations" (DiCE: validity, sparsity, diversity, count diversity); Pawelczyk et al. 2021,
 "CARLA: a Python library to benchmark algorithmic recourse and counterfactual explanation algorithms"
 (success rate, L0/L1/L2 distances, yNN); Van Looveren & Klaise 2021, "Interpretable counterfactual
-explanations guided by prototypes" (IM1).
+explanations guided by prototypes" (IM1, and class prototypes in an autoencoder's latent space); Rodriguez et
+al. 2021, "Beyond trivial counterfactual explanations with diverse valuable explanations" (oracle agreement).
 """
 
 from __future__ import annotations
@@ -326,6 +328,59 @@ def im1(
         )
     to_target = _per_class_error(x_cf, target, autoencoders)
     return to_target / (_per_class_error(x_cf, original, autoencoders) + eps)
+
+
+def class_prototypes(codes: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Each class's prototype: the mean latent code (K, L) of its rows; NaN for a class without rows.
+
+    ``codes`` (M, L) are the rows' codes in an autoencoder's latent space, ``labels`` (M,) their classes.
+    The prototype Van Looveren & Klaise (2021) guide counterfactuals toward, and the view of a user study
+    of image counterfactuals in which people edit toward a prototype of the target class rather than
+    minimally (reference notes of issue 15).
+    """
+    labels = _check_labels("labels", labels)
+    if codes.ndim != 2 or len(codes) != len(labels):
+        raise ValueError(
+            f"codes must be (M, L) with one label each; got codes {tuple(codes.shape)}, {len(labels)} labels."
+        )
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}); got {labels.min()}..{labels.max()}.")
+    codes = codes.detach().to(torch.float64)
+    sums = torch.zeros(num_classes, codes.shape[1], dtype=torch.float64).index_add_(
+        0, labels.cpu(), codes.cpu()
+    )
+    counts = torch.bincount(labels.cpu(), minlength=num_classes).to(torch.float64)
+    return sums / counts.unsqueeze(1)  # 0 / 0 = NaN for an empty class
+
+
+def prototype_distance(codes: Tensor, target: Tensor, prototypes: Tensor) -> Tensor:
+    """‖code − prototype[target]‖₂ per row (float64, (M,)): how far each counterfactual's latent code lies
+    from its target class's prototype (:func:`class_prototypes`, same latent space)."""
+    target = _check_labels("target", target)
+    if codes.ndim != 2 or len(codes) != len(target) or codes.shape[1] != prototypes.shape[1]:
+        raise ValueError(
+            f"codes {tuple(codes.shape)} need one target each and the prototypes' width "
+            f"{prototypes.shape[1]}; got {len(target)} targets."
+        )
+    gaps = codes.detach().to(torch.float64).cpu() - prototypes.to(torch.float64).cpu()[target.cpu()]
+    return gaps.norm(dim=1)
+
+
+def oracle_agreement(oracle_pred: Tensor, pred_cf: Tensor, target: Tensor) -> float:
+    """Among counterfactuals the model assigns to their target, the share the oracle assigns there too.
+
+    DiVE's view (Rodriguez et al. 2021): a counterfactual that flips the model but not an independent
+    oracle is a change only the model relies on (for them "non-trivial"; 1 − this share). Predicted
+    classes are shaped (N,) or (N, k) like the counterfactuals; NaN when no counterfactual is valid.
+    """
+    valid = valid_mask(pred_cf, target)
+    agrees = valid_mask(oracle_pred, target)
+    if agrees.shape != valid.shape:
+        raise ValueError(
+            f"oracle_pred has shape {tuple(agrees.shape)} but pred_cf {tuple(valid.shape)}; give one oracle "
+            "prediction per counterfactual."
+        )
+    return _mean(agrees[valid])
 
 
 def counterfactual_report(
