@@ -8,6 +8,7 @@ from trustbench.evaluation.adversarial import evaluate_adversarial
 from trustbench.evaluation.annotations import evaluate_annotations
 from trustbench.evaluation.classification import evaluate_classification
 from trustbench.evaluation.concepts import evaluate_concepts
+from trustbench.evaluation.confident_errors import evaluate_confident_errors
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.counterfactual import evaluate_counterfactual
 from trustbench.evaluation.explanations import evaluate_explanations
@@ -23,6 +24,7 @@ SUITES: dict[str, Suite] = {
     "annotations": evaluate_annotations,
     "classification": evaluate_classification,
     "concepts": evaluate_concepts,
+    "confident_errors": evaluate_confident_errors,
     "counterfactual": evaluate_counterfactual,
     "explanations": evaluate_explanations,
     "fairness": evaluate_fairness,
