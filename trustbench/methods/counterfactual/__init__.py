@@ -12,6 +12,7 @@ from trustbench.methods.counterfactual.glam_clue import GlamClue
 from trustbench.methods.counterfactual.growing_spheres import GrowingSpheres
 from trustbench.methods.counterfactual.latent_gradient import LatentGradient
 from trustbench.methods.counterfactual.revise import Revise
+from trustbench.methods.counterfactual.sharpshooter import SharpShooter
 from trustbench.methods.counterfactual.sparse_vce import SparseVCE
 from trustbench.methods.counterfactual.vcnet import VCNetExplainer
 from trustbench.methods.counterfactual.wachter import Wachter
@@ -29,6 +30,7 @@ __all__ = [
     "GrowingSpheres",
     "LatentGradient",
     "NablaClue",
+    "SharpShooter",
     "SparseVCE",
     "VCNetExplainer",
     "Wachter",
