@@ -20,7 +20,8 @@ predictions (not by their labels), and higher = more surprising = more OOD.
 
 Departure: the activation trace is the penultimate layer the feature cache holds, not a layer chosen per
 architecture (the reference picks some hidden layers), so every detector reads one inference pass. A test
-input predicted as a class no training trace was predicted as gets +inf.
+input predicted as a class no training trace was predicted as gets the largest finite float64, ranked
+above every other (the OOD metrics refuse infinite scores).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from trustbench.methods.ood.detector import Detector, Features
 from trustbench.methods.ood.mahalanobis import precision_matrix, squared_mahalanobis
 
 DSA_SHARE = 3  # DSA keeps one training trace in this many (the reference's third)
+UNSEEN_CLASS_SCORE = torch.finfo(torch.float64).max
 _CHUNK = 1024  # test traces per block of pairwise distances
 
 
@@ -67,7 +69,7 @@ class _PerPredictedClass(Detector):
         models = self._fitted(self._models)
         features = self._require_features(data).double()
         predicted = data.logits.argmax(dim=1)
-        scores = torch.full((len(features),), float("inf"), dtype=torch.float64)
+        scores = torch.full((len(features),), UNSEEN_CLASS_SCORE, dtype=torch.float64)
         for c in predicted.unique().tolist():
             if c in models:
                 rows = predicted == c
@@ -142,5 +144,7 @@ class DSA(Detector):
             dist_a, nearest = distances.min(dim=1)
             anchors = train[nearest]
             other = torch.cdist(anchors, train).masked_fill(same, float("inf"))
-            scores.append(dist_a / other.min(dim=1).values)
+            scores.append(
+                (dist_a / other.min(dim=1).values).nan_to_num(UNSEEN_CLASS_SCORE, UNSEEN_CLASS_SCORE)
+            )
         return torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
