@@ -16,6 +16,7 @@ from trustbench.evaluation.fairness import evaluate_fairness
 from trustbench.evaluation.ood import evaluate_ood
 from trustbench.evaluation.regression import evaluate_regression
 from trustbench.evaluation.stress import evaluate_stress
+from trustbench.evaluation.supervisors import evaluate_supervisors
 from trustbench.evaluation.uncertainty import evaluate_uncertainty
 
 Suite = Callable[[EvaluationContext], dict[str, float]]
@@ -31,6 +32,7 @@ SUITES: dict[str, Suite] = {
     "ood": evaluate_ood,
     "regression": evaluate_regression,
     "stress": evaluate_stress,
+    "supervisors": evaluate_supervisors,
     "uncertainty": evaluate_uncertainty,
 }
 
