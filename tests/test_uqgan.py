@@ -74,7 +74,7 @@ def test_log_cosine_regulariser_matches_the_references_loops():
 def test_a_short_fit_on_digits_0_to_4_is_more_epistemically_uncertain_on_digits_5_to_9():
     dataset = xai_models.mnist()
     known = dataset.y_train < 5
-    x, y = dataset.x_train[known][:2000], dataset.y_train[known][:2000]
+    x, y = dataset.x_train[known][:3000], dataset.y_train[known][:3000]
     torch.manual_seed(0)
     model = UQGAN(
         LeNet((1, 28, 28), 5), 5, lambda params: torch.optim.Adam(params, lr=1e-3), hidden=128, latent_dim=16
