@@ -344,7 +344,7 @@ def load_configured(data: Mapping[str, Any], data_dir: str | Path, seed: int = 0
     """The dataset a `data` config names: the user's own files when it sets `path`, else a catalog name.
 
     The user's files are a CSV (``kind: tabular``), four .npy files (``x_train`` set), a folder of images
-    or a .npz archive (see :mod:`trustbench.data.user_files`). With `known_classes` (or `osr_split`), only
+    or a .npz archive (see :mod:`trustbench.data.user_files`). With `known_classes` (or `class_split`), only
     those classes of the catalog dataset are kept (see :mod:`trustbench.data.class_subset`). A regression set
     (``task: regression``) is read with its settings by
     :func:`trustbench.data.regression_sets.load_regression` (`seed` draws rotated MNIST's angles).

@@ -1,11 +1,12 @@
 """Open-set recognition data: train and test on K known classes, hold the others out as the unknowns.
 
-``data.known_classes=[2, 4, 5, 9, 8, 3]`` (or a named split, ``data=osr_mnist data.osr_split=1``) keeps
+``data.known_classes=[2, 4, 5, 9, 8, 3]`` (or a named split, ``data=osr_mnist data.class_split=1``) keeps
 only those classes' rows in the train and test splits and relabels them 0..K-1 in the listed order (the
 first listed class becomes label 0), so the classifier has K outputs. The test images of every other
 class are kept aside as the OOD set named ``unknown`` (:data:`UNKNOWN_SET`): the open set of the OSR
 protocol (Neal et al., ECCV 2018; Vaze et al., ICLR 2022), drawn from the same dataset, so only the
-semantics differ from the known test images.
+semantics differ from the known test images. With one known class it is a one-class novelty task
+(``data=novelty_mnist``): the model learns one class, every other class is novel.
 """
 
 from __future__ import annotations
@@ -23,16 +24,16 @@ UNKNOWN_SET = "unknown"
 
 
 def check_known_classes(known: Sequence[int], num_classes: int, dataset: str) -> list[int]:
-    """`known` as ints; ValueError unless it names at least 2 distinct classes and leaves at least 1 out."""
+    """`known` as ints; ValueError unless it names distinct classes and leaves at least one out."""
     classes = [int(label) for label in known]
     if len(set(classes)) != len(classes) or not all(0 <= label < num_classes for label in classes):
         raise ValueError(
             f"data.known_classes={classes} must be distinct class indices in [0, {num_classes}) of {dataset}"
         )
-    if not 2 <= len(classes) < num_classes:
+    if not 1 <= len(classes) < num_classes:
         raise ValueError(
             f"data.known_classes={classes} keeps {len(classes)} of {dataset}'s {num_classes} classes; keep "
-            f"at least 2 and leave at least 1 out as the unknowns"
+            f"at least 1 and leave at least 1 out as the unknowns"
         )
     return classes
 
@@ -68,14 +69,14 @@ def keep_classes(dataset: ArrayDataset, known: Sequence[int]) -> ArrayDataset:
 
 
 def configured_known_classes(data: Mapping[str, Any]) -> list[int] | None:
-    """The known classes a data config asks for: `known_classes` when set, else ``osr_splits[osr_split]``
-    (configs/data/osr_*.yaml), else None (every class is known)."""
+    """The known classes a data config asks for: `known_classes` when set, else ``class_splits[class_split]``
+    (configs/data/osr_*.yaml, novelty_*.yaml), else None (every class is known)."""
     if data.get("known_classes"):
         return [int(label) for label in data["known_classes"]]
-    splits = data.get("osr_splits")
+    splits = data.get("class_splits")
     if not splits:
         return None
-    split = data.get("osr_split")
+    split = data.get("class_split")
     if split not in splits:
-        raise ValueError(f"data.osr_split={split!r} is not one of this dataset's splits {sorted(splits)}")
+        raise ValueError(f"data.class_split={split!r} is not one of this dataset's splits {sorted(splits)}")
     return [int(label) for label in splits[split]]
