@@ -7,6 +7,8 @@ flags 95 % of the OOD set). AUPR-In takes ID as positive with the negated score.
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.metrics.calibration import expected_calibration_error
 from trustbench.metrics.classification import accuracy, brier_score, negative_log_likelihood
@@ -30,8 +32,15 @@ def evaluate_classification(context: EvaluationContext) -> dict[str, float]:
         val = context.prediction("val", datamodule.x_val)
         metrics["val/acc"] = accuracy(val.probs, datamodule.y_val)
         metrics["val/nll"] = negative_log_likelihood(val.probs, datamodule.y_val)
+    return metrics | uncertainty_ood_metrics(context, test.uncertainty)
+
+
+def uncertainty_ood_metrics(context: EvaluationContext, test_uncertainty: Tensor) -> dict[str, float]:
+    """`ood/<set>/{auroc,aupr_in,aupr_out,fpr95}` of the method's uncertainty, the test split against each
+    set of `data.ood` (see the module doc)."""
+    metrics = {}
     for name, x_ood in context.ood_inputs(context.cfg.data.get("ood", [])).items():
         ood = context.prediction(f"ood/{name}", x_ood)
-        for key, value in ood_metrics(test.uncertainty, ood.uncertainty).items():
+        for key, value in ood_metrics(test_uncertainty, ood.uncertainty).items():
             metrics[f"ood/{name}/{key}"] = value
     return metrics

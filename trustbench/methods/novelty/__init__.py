@@ -1,0 +1,1 @@
+"""One-class novelty detection: methods trained on one class's images, scoring how unlike it an input is."""
