@@ -13,6 +13,7 @@ from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.counterfactual import evaluate_counterfactual
 from trustbench.evaluation.explanations import evaluate_explanations
 from trustbench.evaluation.fairness import evaluate_fairness
+from trustbench.evaluation.novelty import evaluate_novelty
 from trustbench.evaluation.ood import evaluate_ood
 from trustbench.evaluation.regression import evaluate_regression
 from trustbench.evaluation.stress import evaluate_stress
@@ -29,6 +30,7 @@ SUITES: dict[str, Suite] = {
     "counterfactual": evaluate_counterfactual,
     "explanations": evaluate_explanations,
     "fairness": evaluate_fairness,
+    "novelty": evaluate_novelty,
     "ood": evaluate_ood,
     "regression": evaluate_regression,
     "stress": evaluate_stress,
