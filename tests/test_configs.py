@@ -9,6 +9,7 @@ from hydra.utils import get_class
 from trustbench.app import CONFIG_DIR
 from trustbench.cli import config_choices
 from trustbench.data.catalog import DATASETS
+from trustbench.data.class_subset import UNKNOWN_SET
 from trustbench.data.regression_sets import REGRESSION_DATASETS
 from trustbench.schema import validate
 
@@ -27,13 +28,16 @@ def test_defaults_are_mnist_lenet_erm_on_cpu_with_csv() -> None:
 @pytest.mark.parametrize("name", config_choices("data"))
 def test_every_data_config_names_a_catalog_dataset_and_its_ood_sets(name: str) -> None:
     """A data config reads a catalog dataset by its name (a regression set declares its task), or the user's
-    own file (it declares `path` and, since the catalog cannot tell, the data `kind`)."""
+    own file (it declares `path` and, since the catalog cannot tell, the data `kind`). A class split
+    (osr_mnist, novelty_mnist: `class_splits`) names the dataset it splits, and its held-out classes are the
+    OOD set `unknown`."""
     data = compose_config(f"data={name}").data
-    assert data.name == name
+    split = "class_splits" in data
+    assert data.name == name or (split and data.name in DATASETS)
     regression = data.get("task") == "regression" and data.name in REGRESSION_DATASETS
     user_file = "path" in data.keys() and data.kind in ("image", "tabular")
     assert data.name in DATASETS or regression or user_file
-    assert all(ood in DATASETS for ood in data.ood)
+    assert all(ood in DATASETS or (split and ood == UNKNOWN_SET) for ood in data.ood)
 
 
 @pytest.mark.parametrize(
