@@ -16,10 +16,12 @@ Which points and targets (``method.explain``):
 - ``targets: other`` asks each point for one counterfactual into the class the model ranks second (the
   other class for binary tasks); ``all`` asks for every other class (DeDUCE's protocol: K − 1 per point).
 
-Uncertainty explainers (CLUE) have no target: they receive the predicted class, and the suite also reports
-``cf/entropy_before``/``cf/entropy_after``, the mean predictive entropy of the model at the inputs and at
-their counterfactuals, and ``cf/made_certain``, the share of counterfactuals whose entropy is below
-``certain_entropy`` nats (GLAM-CLUE's "share of the group made certain"). For images ``realism: true``
+Uncertainty explainers (CLUE) have no target: they receive the predicted class. For every explainer (so
+one table holds CLUE's family and target-class explainers) the suite reports ``cf/entropy_before`` and
+``cf/entropy_after``, the mean predictive entropy of the model at the inputs and at their counterfactuals,
+and ``cf/made_certain``, the share of counterfactuals whose entropy is below ``certain_entropy`` nats
+(GLAM-CLUE's "share of the group made certain"); ``cf/diversity`` and ``cf/count_diversity`` are NaN
+(undefined) for explainers that return one counterfactual per input. For images ``realism: true``
 adds ``cf/im1`` under per-class autoencoders. ``cf/fit_seconds`` is the explainer's ``fit`` (generative
 models loaded or trained, GLAM-CLUE's translations learnt), apart from ``cf/seconds_per_cf``.
 
@@ -43,6 +45,7 @@ images with ``counterfactuals.pt`` holding the tensors; ``plots/counterfactuals.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -130,12 +133,13 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     report["cf/seconds_per_cf"] = seconds / max(logits_cf.shape[:-1].numel(), 1)
     report["cf/fit_seconds"] = fit_seconds
     report["cls/acc"] = accuracy(test.probs, datamodule.y_test)  # of the classifier being explained
-    if explainer.explains_uncertainty:
-        entropy_after = predictive_entropy(logits_cf)
-        report["cf/entropy_before"] = predictive_entropy(probs.clamp_min(1e-12).log()).mean().item()
-        report["cf/entropy_after"] = entropy_after.mean().item()
-        certain = float(settings.get("certain_entropy", 0.1))
-        report["cf/made_certain"] = (entropy_after < certain).to(torch.float64).mean().item()
+    entropy_after = predictive_entropy(logits_cf)
+    report["cf/entropy_before"] = predictive_entropy(probs.clamp_min(1e-12).log()).mean().item()
+    report["cf/entropy_after"] = entropy_after.mean().item()
+    certain = float(settings.get("certain_entropy", 0.1))
+    report["cf/made_certain"] = (entropy_after < certain).to(torch.float64).mean().item()
+    for key in ("cf/diversity", "cf/count_diversity"):
+        report.setdefault(key, math.nan)
     valid = valid_mask(logits_cf.argmax(dim=-1), target)
     if settings.get("prototypes") is not None:
         report |= _prototype_distances(data, settings.prototypes, x, x_cf, target, valid, shape)
