@@ -55,6 +55,8 @@ def test_each_corruption_of_the_shift_suite_takes_every_seventh_image():
     for index, name in enumerate(shifts.CORRUPTIONS):
         torch.testing.assert_close(mixed[index::7], shifts.corrupt(images[index::7], name, 3, 0))
     assert not torch.equal(mixed, images)
+    few = mixed_corruptions(images[:3], severity=3, seed=0)  # fewer images than corruptions
+    torch.testing.assert_close(few, torch.cat([mixed[0:1], mixed[1:2], mixed[2:3]]))
 
 
 def test_variation_ratio_counts_the_votes_against_the_most_voted_class():

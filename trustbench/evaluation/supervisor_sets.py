@@ -156,7 +156,7 @@ def mixed_corruptions(images: Tensor, severity: int, seed: int) -> Tensor:
     """Raw images, image i under corruption i mod 7 (:data:`shifts.CORRUPTIONS` order) at `severity`."""
     corrupted = images.clone()
     names = list(shifts.CORRUPTIONS)
-    for index, name in enumerate(names):
+    for index, name in enumerate(names[: len(images)]):  # fewer than 7 images: the first corruptions
         chosen = slice(index, None, len(names))
         corrupted[chosen] = shifts.corrupt(images[chosen], name, severity, seed)
     return corrupted
