@@ -32,6 +32,14 @@ SMOKE_EXPLAINERS = {
     "cf_adult_wave2": ("sharpshooter", "glam_clue"),
 }
 ONE_EPOCH_VAE = "++method.explainer.hparams.generative.epochs=1"
+# Sweeps smoked on fewer methods, each covering a code path: the supervisor table on erm (every post-hoc
+# supervisor) and mc_dropout (sampled scores); UQGAN's protocol on uqgan, erm (the uncertainty suite) and
+# entropy (the OOD suite on the same data).
+SMOKE_SWEEPS = {
+    "supervisors_mnist": ("erm", "mc_dropout"),
+    "supervisors_fashion_mnist": ("erm", "mc_dropout"),
+    "uqgan_mnist": ("uqgan", "erm", "entropy"),
+}
 # One training batch and one validation batch, on the CPU whatever the experiment asks for. The fake
 # sets have 20 training images, so the validation split and the batches are made to fit them.
 ONE_BATCH = (
@@ -54,6 +62,7 @@ class Experiment:
     swept_methods: tuple[str, ...]  # the methods its sweeper goes through, if it sweeps over method
     sweeps_seeds: bool  # its sweeper goes through several seeds
     table_metrics: tuple[str, ...]  # the columns its PrintTable callback prints, if it has one
+    prints_supervisor_table: bool  # its table is the supervisor table (rows model × supervisor)
     has_paper: bool
     smaller: tuple[str, ...]  # overrides shrinking its evaluation for the smoke run (smaller_evaluation)
 
@@ -66,14 +75,14 @@ def smaller_evaluation(cfg) -> tuple[str, ...]:
     if cfg.data.get("stress"):
         overrides += ["data.stress.levels=3", "data.stress.bootstrap=2"]
         table = cfg.hydra.callbacks.get("table")
-        keys = table.metrics if table else []
+        keys = (table.get("metrics") or []) if table else []
         shown = sorted({key.split("/")[3] for key in keys if key.startswith("stress/")})
         if shown:  # only the transforms its table shows (the others are the stress suite tests' business)
             overrides.append(f"data.stress.transforms=[{','.join(shown)}]")
     shift = cfg.data.get("shift")
     if shift:  # one corruption, at the severities the table shows
         table = cfg.hydra.callbacks.get("table")
-        keys = table.metrics if table else []
+        keys = (table.get("metrics") or []) if table else []
         severities = sorted({key.split("/")[2] for key in keys if key.startswith("shift/mean/")}, key=int)
         overrides.append(f"data.shift.corruptions=[{shift.corruptions[0]}]")
         if severities:
@@ -83,6 +92,17 @@ def smaller_evaluation(cfg) -> tuple[str, ...]:
         for view in ("prototypes", "oracle"):  # the models these columns score with: one epoch
             if cfg.method.explain.get(view) is not None:
                 overrides.append(f"++method.explain.{view}.epochs=1")
+    if cfg.data.get("supervisors"):  # 20 training images: detectors that fit on them, a 4-point grid
+        overrides += [
+            "data.supervisors.points=4",
+            "+data.supervisors.steps=2",
+            "+data.supervisors.vae_epochs=1",
+            "+data.supervisors.detectors=[msp,deepgini,dsa,mdsa,odin]",
+            "data.supervisors.ambiguess.pairs=[[0,1]]",
+            "+data.supervisors.ambiguess.epochs=1",
+            "+data.supervisors.ambiguess.samples_per_pair=4",
+            "+data.supervisors.ambiguess.anchors_per_dim=4",
+        ]
     return tuple(overrides)
 
 
@@ -97,7 +117,8 @@ def describe(name: str) -> Experiment:
         sweeps=cfg.hydra.mode == RunMode.MULTIRUN,
         swept_methods=tuple(swept.split(",")) if swept else (),
         sweeps_seeds="seed" in params,
-        table_metrics=tuple(table.metrics) if table else (),
+        table_metrics=tuple(table.get("metrics") or ()) if table else (),
+        prints_supervisor_table=bool(table) and table._target_.endswith("PrintSupervisorTable"),
         has_paper=cfg.paper is not None,
         smaller=smaller_evaluation(cfg) + ((ONE_EPOCH_VAE,) if name in SMOKE_EXPLAINERS else ()),
     )
@@ -108,7 +129,16 @@ EXPERIMENTS = [describe(name) for name in config_choices("experiment")]
 # (~17-24 s each on the loaded 2-core machine); uci_regression smokes the same six regression methods.
 # cf_adult_wave2 trains on all 27k Adult rows (~70 s on the loaded machine); cf_mnist_wave2 smokes the same
 # suite path and explainers.
-SLOW_SMOKE = frozenset({"car_rotated_mnist", "slurp_rotated_mnist", "slurp_mnist_distance", "cf_adult_wave2"})
+# supervisors_fashion_mnist runs the code of supervisors_mnist on other data.
+SLOW_SMOKE = frozenset(
+    {
+        "car_rotated_mnist",
+        "slurp_rotated_mnist",
+        "slurp_mnist_distance",
+        "cf_adult_wave2",
+        "supervisors_fashion_mnist",
+    }
+)
 
 
 def smoke_params(names: list[str]) -> list:
@@ -134,6 +164,8 @@ def smoke_methods(experiment: Experiment) -> tuple[str, ...]:
     sweep."""
     if experiment.name in SMOKE_EXPLAINERS:
         return SMOKE_EXPLAINERS[experiment.name]
+    if experiment.name in SMOKE_SWEEPS:
+        return SMOKE_SWEEPS[experiment.name]
     if set(SMOKE_DETECTORS) <= set(experiment.swept_methods):
         return SMOKE_DETECTORS
     return experiment.swept_methods
@@ -225,7 +257,9 @@ def test_every_job_finishes_ok_with_the_metrics_its_experiment_shows(
         assert {key: value for key, value in fractions.items() if not 0.0 <= value <= 1.0} == {}
 
 
-@pytest.mark.parametrize("name", smoke_params([e.name for e in EXPERIMENTS if e.sweeps]))
+@pytest.mark.parametrize(
+    "name", smoke_params([e.name for e in EXPERIMENTS if e.sweeps and not e.prints_supervisor_table])
+)
 def test_the_printed_table_has_one_row_of_ours_per_swept_method(
     smoke: Callable[[str], SmokeRun], name: str
 ) -> None:
@@ -233,6 +267,22 @@ def test_the_printed_table_has_one_row_of_ours_per_swept_method(
     ours = [row for row in markdown_rows(run.stdout) if row["source"] == "ours"]
     assert sorted(row["method"] for row in ours) == sorted(run.methods)
     assert all((row["runs"], row["failed"]) == ("1", "0") for row in ours)
+
+
+@pytest.mark.parametrize("name", smoke_params([e.name for e in EXPERIMENTS if e.prints_supervisor_table]))
+def test_the_supervisor_table_has_a_row_per_supervisor_of_each_swept_method(
+    smoke: Callable[[str], SmokeRun], name: str
+) -> None:
+    run = smoke(name)
+    rows = markdown_rows(run.stdout)
+    assert {row["model"] for row in rows} == set(run.methods)
+    assert all(row[column] != "–" for row in rows for column in ("ambiguous", "invalid", "corrupted"))
+    erm = {row["supervisor"] for row in rows if row["model"] == "erm"}
+    assert erm == {"erm", "msp", "deepgini", "dsa", "mdsa", "odin", "vae"}
+    sampled = {row["supervisor"] for row in rows if row["model"] == "mc_dropout"}
+    assert sampled == {
+        f"mc_dropout_{score}" for score in ("entropy", "mutual_information", "variation_ratio")
+    }
 
 
 @pytest.mark.parametrize("name", [e.name for e in EXPERIMENTS if e.has_paper])
