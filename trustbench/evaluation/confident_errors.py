@@ -12,9 +12,10 @@ default 0.6 ... 0.99), ``tau`` (the threshold of the AUROC and of the group desc
 - tabular data only: a depth-3 tree describing the confident errors at tau (its rules, in the raw table's
   units, are logged and written to ``<run_dir>/confident_errors_tree.txt``), with ``ce/tree/precision``
   (share of the rows it flags that are confident errors), ``ce/tree/recall`` and ``ce/tree/coverage``
-  (share of all rows flagged); and, for every protected attribute and group g, ``ce/<attr>/<g>/rate``
-  (the confident-error rate within the group) and ``ce/<attr>/<g>/flagged`` (the share of the group the
-  tree flags): how much the confident-error group overlaps the protected groups.
+  (share of all rows flagged), the tree flagging no one when there are no confident errors; and, for
+  every protected attribute and group g, ``ce/<attr>/<g>/rate`` (the confident-error rate within the
+  group) and ``ce/<attr>/<g>/flagged`` (the share of the group the tree flags): how much the
+  confident-error group overlaps the protected groups.
 """
 
 from __future__ import annotations
@@ -59,24 +60,31 @@ def evaluate_confident_errors(context: EvaluationContext) -> dict[str, float]:
         metrics[f"ce/auroc/{score}"] = confident_error_auroc(values, confidence, correct, tau)
     flagged = confident_errors(confidence, correct, tau).numpy()
     meta = context.dataset.tabular
-    if meta is not None and flagged.any():
+    if meta is None:
+        return metrics
+    tree_flags = np.zeros_like(flagged)  # no confident errors: nothing to describe, the tree flags no one
+    header = f"confident errors (wrong with confidence >= {tau:g}): {int(flagged.sum())} of {len(flagged)}"
+    if flagged.any():
         depth = int(settings["tree_depth"])
         description = describe_group(context.dataset.x_test, meta, flagged, depth, context.cfg.seed)
-        header = (
-            f"confident errors (wrong with confidence >= {tau:g}): {int(flagged.sum())} of {len(flagged)}"
-        )
+        tree_flags = description.flagged
         write_atomically(context.run_dir / TREE_FILE, f"{header}\n{description.rules}")
         log.info("%s; the depth-%d tree describing them:\n%s", header, depth, description.rules)
-        metrics |= _tree_overlap(description.flagged, flagged)
-        metrics |= _group_overlap(datamodule.groups_test, flagged, description.flagged)
-    return metrics
+    else:
+        log.info("%s", header)
+    metrics |= _tree_overlap(tree_flags, flagged)
+    return metrics | _group_overlap(datamodule.groups_test, flagged, tree_flags)
+
+
+def _share(part: np.ndarray, whole: np.ndarray) -> float:
+    """|part ∩ whole| / |whole|, NaN for an empty `whole`."""
+    return float((part & whole).sum() / whole.sum()) if whole.any() else float("nan")
 
 
 def _tree_overlap(tree_flags: np.ndarray, in_group: np.ndarray) -> dict[str, float]:
-    hits = float((tree_flags & in_group).sum())
     return {
-        "ce/tree/precision": hits / tree_flags.sum() if tree_flags.any() else float("nan"),
-        "ce/tree/recall": hits / in_group.sum(),
+        "ce/tree/precision": _share(in_group, tree_flags),
+        "ce/tree/recall": _share(tree_flags, in_group),
         "ce/tree/coverage": float(tree_flags.mean()),
     }
 
