@@ -8,9 +8,8 @@ from hydra.utils import get_class
 
 from trustbench.app import CONFIG_DIR
 from trustbench.cli import config_choices
-from trustbench.data.catalog import DATASETS
 from trustbench.data.class_subset import UNKNOWN_SET
-from trustbench.data.regression_sets import REGRESSION_DATASETS
+from trustbench.data.names import DATASETS, REGRESSION_DATASETS
 from trustbench.schema import validate
 
 

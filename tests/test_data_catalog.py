@@ -13,7 +13,7 @@ import yaml
 
 from trustbench.data import catalog, sources
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.regression_sets import REGRESSION_DATASETS
+from trustbench.data.names import DATASETS, REGRESSION_DATASETS, dataset_kind
 from trustbench.data.tabular import feature_columns
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
@@ -160,24 +160,24 @@ def test_synthetic_image_is_small_balanced_and_in_unit_range(tmp_path):
 
 
 def test_dataset_kind_is_known_without_loading_and_matches_the_data(tmp_path):
-    assert catalog.dataset_kind("cifar100") == "image" and catalog.dataset_kind("german") == "tabular"
+    assert dataset_kind("cifar100") == "image" and dataset_kind("german") == "tabular"
     for name in ("synthetic", "synthetic_image"):
-        assert catalog.dataset_kind(name) == catalog.load(name, tmp_path).kind
+        assert dataset_kind(name) == catalog.load(name, tmp_path).kind
     with pytest.raises(ValueError, match="valid names"):
-        catalog.dataset_kind("imagenet")
+        dataset_kind("imagenet")
 
 
 def test_every_dataset_has_sources_and_a_config():
     """Classification sets are the catalog's, regression sets regression_sets' (their own tests check
     their configs); every one of them has sources, and no source is for a set neither knows."""
-    assert set(sources.SOURCES) == set(catalog.DATASETS) | set(REGRESSION_DATASETS)
-    assert not set(catalog.DATASETS) & set(REGRESSION_DATASETS)
-    for name, description in catalog.DATASETS.items():
+    assert set(sources.SOURCES) == set(DATASETS) | set(REGRESSION_DATASETS)
+    assert not set(DATASETS) & set(REGRESSION_DATASETS)
+    for name, description in DATASETS.items():
         path = CONFIGS / f"{name}.yaml"
         config = yaml.safe_load(path.read_text())
         assert path.read_text().splitlines()[0] == f"# {description}"
         assert config["name"] == name and config["val_size"] > 0 and config["batch_size"] > 0
-        assert set(config["ood"]) <= set(catalog.DATASETS) - {name}
+        assert set(config["ood"]) <= set(DATASETS) - {name}
 
 
 @pytest.mark.parametrize(

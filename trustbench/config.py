@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from trustbench.attacks.settings import AdversarialSettings
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import dataset_kind
+from trustbench.data.names import dataset_kind
 from trustbench.errors import ConfigError
 from trustbench.schema import validate
 from trustbench.stress.settings import StressSettings

@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,37 +50,13 @@ from trustbench.data.formats import (
 )
 from trustbench.data.image_folder import read_image_folder
 from trustbench.data.mosaic import mosaic_dataset
-from trustbench.data.regression_sets import REGRESSION_KINDS
+from trustbench.data.names import known_dataset
 from trustbench.data.semi_random import semi_random_mnist
 from trustbench.data.sources import Layout, Located, locate
 from trustbench.data.synthetic import make_synthetic, make_synthetic_image
 from trustbench.data.tabular import read_adult, read_compas, read_german
 from trustbench.data.user_files import read_image_arrays, read_npy_arrays
 from trustbench.data.user_tabular import read_tabular_csv
-
-DATASETS: dict[str, str] = {
-    "mnist": "MNIST handwritten digits, 1×28×28, 10 classes, 60k train / 10k test",
-    "fashion_mnist": "Fashion-MNIST clothing photos, 1×28×28, 10 classes, 60k train / 10k test",
-    "animal_mnist": "Animal-MNIST silhouettes, 1×28×28, 10 classes, 8k train / 2k test (fixed split)",
-    "cifar10": "CIFAR-10 photos, 3×32×32, 10 classes, 50k train / 10k test",
-    "cifar100": "CIFAR-100 photos, 3×32×32, 100 fine classes, 50k train / 10k test",
-    "svhn": "SVHN cropped house-number digits, 3×32×32, 10 classes, 73k train / 26k test",
-    "tin": "Tiny ImageNet 200 resized 64→32, 3×32×32, 200 classes, 100k train / 10k test (official val)",
-    "textures": "DTD textures, centre crop resized to 3×32×32, 47 classes, 3760 train / 1880 test (split 1)",
-    "places365": "Places365 scenes (official val_256) resized to 3×32×32, 365 classes, 18k train / 18k test",
-    "adult": "UCI Adult census income >50K, tabular, groups sex and race, 32.6k train / 16.3k test",
-    "compas": "ProPublica COMPAS two-year recidivism, tabular, groups race and sex, 80/20 fixed split",
-    "german": "UCI German credit good/bad, tabular, groups age>=25 and sex, 80/20 fixed split",
-    "celeba": "CelebA aligned faces, 3×64×64, Y = Attractive, groups male and young, 183k train / 20k test",
-    "mnist_semi_random": "W2reg's MNIST: Y = digit >= 5, random group s (s=0 rotated), biased train labels",
-    "decoy_mnist": "MNIST with a label-shaded corner square in training (random shade in test), annotated",
-    "decoy_fashion_mnist": "Fashion-MNIST with Ross et al.'s label-shaded decoy squares, annotated",
-    "digit_mosaic": "2x2 mosaics of MNIST digits, 4 classes by a rule over which digits appear, 10 concepts",
-    "synthetic": "4 Gaussian blobs in 8-D with a binary group, tabular, 400 train / 200 test (for tests)",
-    "synthetic_image": "noisy 1×12×12 bars of 3 orientations, 300 train / 150 test (for tests)",
-}
-
-TABULAR = frozenset({"adult", "compas", "german", "synthetic"})
 
 DIGITS = tuple(str(digit) for digit in range(10))
 CLASS_NAMES = {
@@ -318,26 +294,13 @@ def _load(name: str, data_dir: Path) -> ArrayDataset:
     return _READERS[located.layout](located)
 
 
-def _known(name: str) -> str:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
-    return name
-
-
-def dataset_kind(name: str) -> Literal["image", "tabular"]:
-    """Whether `name` holds images or tabular rows, without loading it (for config checks)."""
-    if name in REGRESSION_KINDS:
-        return REGRESSION_KINDS[name]
-    return "tabular" if _known(name) in TABULAR else "image"
-
-
 def load(name: str, data_dir: str | Path) -> ArrayDataset:
     """Load dataset `name` from the first source that has it (see :mod:`trustbench.data.sources`).
 
     Raises ValueError for an unknown name, DatasetUnavailableError when no source has the files and they
     cannot be downloaded, DatasetFileError when the files found are damaged.
     """
-    return _load(_known(name), Path(data_dir).expanduser().resolve())
+    return _load(known_dataset(name), Path(data_dir).expanduser().resolve())
 
 
 def load_configured(data: Mapping[str, Any], data_dir: str | Path, seed: int = 0) -> ArrayDataset:

@@ -55,6 +55,7 @@ from trustbench.data.class_subset import UNKNOWN_SET
 from trustbench.data.errors import DatasetFileError
 from trustbench.data.image_folder import image_files, read_images
 from trustbench.data.loaders import named_generator
+from trustbench.data.names import DATASETS, dataset_kind
 from trustbench.data.user_files import read_image_file
 
 DERIVED_OOD_SETS: dict[str, str] = {
@@ -77,7 +78,7 @@ NOISE_SIGMA = 0.10
 
 def ood_set_names() -> list[str]:
     """Every name :func:`build_ood_inputs` accepts: image catalog datasets, then derived sets."""
-    images = [name for name in catalog.DATASETS if catalog.dataset_kind(name) == "image"]
+    images = [name for name in DATASETS if dataset_kind(name) == "image"]
     return [*images, *DERIVED_OOD_SETS]
 
 

