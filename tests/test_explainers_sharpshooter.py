@@ -38,7 +38,11 @@ def _three_or_eight(root: Path) -> Problem:
     return Problem(data, module.backbone, x_test, y_test)
 
 
-@pytest.fixture(scope="module", params=["adult", "compas", "german", "mnist_3v8"])
+# the digits train a conv VAE (8 s of CPU): in the slow run
+@pytest.fixture(
+    scope="module",
+    params=["adult", "compas", "german", pytest.param("mnist_3v8", marks=pytest.mark.slow)],
+)
 def problem(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp(request.param)
     if request.param == "mnist_3v8":

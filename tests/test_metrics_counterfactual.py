@@ -27,6 +27,7 @@ from trustbench.metrics.counterfactual import (
     l0_distance,
     l1_distance,
     l2_distance,
+    leakage,
     mad_l1_distance,
     median_absolute_deviation,
     nearest_target_distance,
@@ -473,3 +474,14 @@ def test_prototype_and_oracle_metrics_name_what_was_wrong():
         prototype_distance(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(2, 2))
     with pytest.raises(ValueError, match="one oracle prediction per counterfactual"):
         oracle_agreement(torch.tensor([[1, 1]]), torch.tensor([1]), torch.tensor([1]))
+
+
+def test_leakage_sums_the_change_outside_the_regions_for_single_counterfactuals_and_sets():
+    x = torch.zeros(1, 4)
+    regions = torch.tensor([[True, True, False, False]])
+    single = torch.tensor([[5.0, -1.0, 0.5, -0.25]])  # outside: |0.5| + |−0.25| = 0.75
+    assert leakage(x, single, regions).tolist() == [0.75]
+    sets = torch.stack([single, torch.tensor([[1.0, 1.0, 0.0, 0.0]])], dim=1)  # the second leaks nothing
+    assert leakage(x, sets, regions).tolist() == [[0.75, 0.0]]
+    with pytest.raises(ValueError, match="bool mask shaped like the inputs"):
+        leakage(x, single, regions.float())

@@ -32,6 +32,9 @@ Two views beside the minimality metrics, each on when its setting is a mapping (
   :class:`~trustbench.methods.counterfactual.generative.GenerativeConfig` settings, trained once and
   cached; ``cf/prototype_l2_input`` is the same for the inputs, so the table shows how far each explainer
   moves toward the prototype (users edit toward it, not minimally).
+- ``regions`` (images; :mod:`~trustbench.methods.counterfactual.regions`: ``stroke``, ``background``,
+  ``{quadrants: [...]}``, ``{cells: [...]}``): ``cf/leakage``, the mean L1 change outside each input's
+  regions over all counterfactuals, for every explainer; region-targeted explainers are given the masks.
 - ``oracle``: ``cf/oracle_agreement``, the share of valid counterfactuals that an oracle of another
   architecture trained on all the data (:mod:`~trustbench.methods.counterfactual.oracle`, settings
   :class:`~trustbench.methods.counterfactual.oracle.OracleConfig`) also assigns to the target.
@@ -63,11 +66,13 @@ from trustbench.methods.counterfactual.generative import (
     trained_autoencoder,
 )
 from trustbench.methods.counterfactual.oracle import OracleConfig, trained_oracle
+from trustbench.methods.counterfactual.regions import region_masks
 from trustbench.metrics.classification import accuracy
 from trustbench.metrics.counterfactual import (
     class_prototypes,
     counterfactual_report,
     im1,
+    leakage,
     oracle_agreement,
     prototype_distance,
     valid_mask,
@@ -112,8 +117,12 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     query_rows = rows.repeat_interleave(len(target) // len(rows))
     # The model's probabilities at each query, from the test predictions already made (no second pass).
     probs = test.probs[query_rows]
+    regions = None
+    if settings.get("regions") is not None:
+        regions = region_masks(settings.regions, x, constraints.lower, constraints.upper)
+    targeted = {"regions": regions} if getattr(explainer, "targets_regions", False) else {}
     started = time.perf_counter()
-    x_cf = explainer.explain(backbone, x, target, constraints).detach()
+    x_cf = explainer.explain(backbone, x, target, constraints, **targeted).detach()
     seconds = time.perf_counter() - started
 
     shape = dataset.input_shape
@@ -141,6 +150,8 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     for key in ("cf/diversity", "cf/count_diversity"):
         report.setdefault(key, math.nan)
     valid = valid_mask(logits_cf.argmax(dim=-1), target)
+    if regions is not None:
+        report["cf/leakage"] = _finite_mean(leakage(x, x_cf, regions).reshape(-1))
     if settings.get("prototypes") is not None:
         report |= _prototype_distances(data, settings.prototypes, x, x_cf, target, valid, shape)
     if settings.get("oracle") is not None:

@@ -366,6 +366,24 @@ def prototype_distance(codes: Tensor, target: Tensor, prototypes: Tensor) -> Ten
     return gaps.norm(dim=1)
 
 
+def leakage(x: Tensor, x_cf: Tensor, regions: Tensor) -> Tensor:
+    """Σ_j |x'_j − x_j| over the elements OUTSIDE `regions`, per counterfactual (float64, (N,) or (N, k)).
+
+    `regions` (N, *shape, bool) marks what each input's counterfactuals were allowed to change (STEEX's
+    region-targeted setting, Jacob et al. 2022); zero means nothing leaked. Same unit as :func:`l1_distance`.
+    """
+    original, counterfactual = _flat_pair(x, x_cf)
+    if regions.shape != x.shape or regions.dtype != torch.bool:
+        raise ValueError(
+            f"regions must be a bool mask shaped like the inputs {tuple(x.shape)}; got {regions.dtype} of "
+            f"shape {tuple(regions.shape)}."
+        )
+    outside = (~regions).flatten(1).to(torch.float64)
+    if counterfactual.ndim == 3:
+        outside = outside.unsqueeze(1)
+    return ((counterfactual - original).abs() * outside).sum(dim=-1)
+
+
 def oracle_agreement(oracle_pred: Tensor, pred_cf: Tensor, target: Tensor) -> float:
     """Among counterfactuals the model assigns to their target, the share the oracle assigns there too.
 

@@ -11,6 +11,7 @@ from trustbench.methods.counterfactual.explainer import EXPLAINERS, Explainer, E
 from trustbench.methods.counterfactual.glam_clue import GlamClue
 from trustbench.methods.counterfactual.growing_spheres import GrowingSpheres
 from trustbench.methods.counterfactual.latent_gradient import LatentGradient
+from trustbench.methods.counterfactual.region_targeted import RegionTargeted
 from trustbench.methods.counterfactual.revise import Revise
 from trustbench.methods.counterfactual.sharpshooter import SharpShooter
 from trustbench.methods.counterfactual.sparse_vce import SparseVCE
@@ -20,6 +21,7 @@ from trustbench.methods.counterfactual.wachter import Wachter
 __all__ = [
     "Clue",
     "EXPLAINERS",
+    "RegionTargeted",
     "Revise",
     "DeDUCE",
     "DeltaClue",

@@ -203,9 +203,11 @@ class Autoencoder(nn.Module):
         super().__init__()
         self.config = config
         self.space = OutputSpace(lower, upper, onehot_groups)
-        self.encoder, self.decoder = _networks(
-            tuple(input_shape), config, self.code_multiplier * config.latent_dim
-        )
+        self.encoder, self.decoder = self.networks(tuple(input_shape), config)
+
+    def networks(self, input_shape: tuple[int, ...], config: GenerativeConfig) -> tuple[nn.Module, ...]:
+        """Encoder (inputs → codes, `code_multiplier` values per latent dim) and decoder (codes → logits)."""
+        return _networks(input_shape, config, self.code_multiplier * config.latent_dim)
 
     def encode(self, x: Tensor) -> Tensor:
         """Latent codes (N, latent_dim) of inputs (N, *shape)."""
@@ -283,7 +285,7 @@ def trained_vae(
 
     `onehot_groups` defaults to ``data.constraints.onehot_groups`` (see the module docstring).
     """
-    return _cached(VAE, "vae", data, data.x_train, config, onehot_groups)
+    return cached_generative(VAE, "vae", data, data.x_train, config, onehot_groups)
 
 
 def trained_autoencoder(
@@ -294,14 +296,14 @@ def trained_autoencoder(
 ) -> Autoencoder:
     """The autoencoder of `config` on the training rows (only those of class `label` if given), cached."""
     if label is None:
-        return _cached(Autoencoder, "ae", data, data.x_train, config, onehot_groups)
+        return cached_generative(Autoencoder, "ae", data, data.x_train, config, onehot_groups)
     rows = data.x_train[data.y_train == label]
     if len(rows) == 0:
         raise ValueError(
             f"class {label} has no training rows in {data.dataset_name!r}, so no autoencoder can be trained "
             "for it; use a training split that contains every class"
         )
-    return _cached(Autoencoder, f"ae-class{label}", data, rows, config, onehot_groups)
+    return cached_generative(Autoencoder, f"ae-class{label}", data, rows, config, onehot_groups)
 
 
 def train_class_autoencoders(
@@ -313,7 +315,7 @@ def train_class_autoencoders(
     return [trained_autoencoder(data, config, onehot_groups, label) for label in range(data.num_classes)]
 
 
-def _cached(
+def cached_generative(
     kind: type[Autoencoder],
     label: str,
     data: ExplanationData,
@@ -422,6 +424,7 @@ class LatentExplainer(SeededExplainer):
         objective: LatentObjective,
         reached: Callable[[Tensor], Tensor] | None = None,
         keep_within: Callable[[Tensor], Tensor] | None = None,
+        paste: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:
         """Minimise `objective` over latent codes from `start` (B, L); returns snapped candidates (B, *shape).
 
@@ -429,6 +432,8 @@ class LatentExplainer(SeededExplainer):
         (B, *shape) before scoring it. A row stops as soon as `reached` (given the snapped candidates,
         returning (B,) bools) holds for it and keeps that candidate; rows that never reach it return the
         last one. `keep_within` maps codes back into an allowed region after each step (Δ-CLUE's ball).
+        `paste` maps decoded inputs to candidates before the projection (region-targeted counterfactuals
+        paste the decoded regions into the originals).
         Rows are independent: Adam's update is element-wise and the loss is a sum over rows.
         """
         vae = self.fitted_vae(original.device)
@@ -437,7 +442,8 @@ class LatentExplainer(SeededExplainer):
         done = torch.zeros(len(z), dtype=torch.bool, device=z.device)
         answer = torch.empty_like(original)
         for step in range(self.steps + 1):
-            candidate = constraints.project(vae.decode(z), original)
+            decoded = vae.decode(z)
+            candidate = constraints.project(decoded if paste is None else paste(decoded), original)
             if reached is not None:
                 with torch.no_grad():
                     newly = reached(constraints.snap(candidate, original)) & ~done
