@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from trustbench.config_blocks import checked_keys
 from trustbench.data.loaders import named_generator
 from trustbench.errors import ConfigError
 from trustbench.fingerprint import fingerprint_config, fingerprint_tensors
@@ -90,13 +91,7 @@ class AmbiGuessSettings:
     @classmethod
     def from_config(cls, settings: Mapping[str, Any] | None, where: str = "ambiguess") -> AmbiGuessSettings:
         """The settings of a config block (None: the defaults); a wrong key or value is one line."""
-        given = dict(settings or {})
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where} has no key {', '.join(unknown)}; its keys are {', '.join(sorted(known))}"
-            )
+        given = checked_keys(cls, settings, where)
         if "pairs" in given and given["pairs"] != "all":
             given["pairs"] = tuple((int(first), int(second)) for first, second in given["pairs"])
         chosen = cls(**given)

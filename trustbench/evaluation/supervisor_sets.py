@@ -25,7 +25,7 @@ Settings are ``data.supervisors`` (:class:`SupervisorSettings`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from torch import Tensor
 
 from trustbench.attacks.objective import Objective
 from trustbench.attacks.pgd import Threat, pgd
+from trustbench.config_blocks import checked_keys
 from trustbench.data import shifts
 from trustbench.data.ambiguess import AmbiGuessSettings, AmbiguousSet, generate_ambiguous
 from trustbench.errors import ConfigError
@@ -67,13 +68,7 @@ class SupervisorSettings:
     @classmethod
     def from_config(cls, settings: Mapping[str, Any] | None) -> SupervisorSettings:
         """The settings of ``data.supervisors``; a missing `invalid` set, a wrong key or value: one line."""
-        given = dict(settings or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ConfigError(
-                f"data.supervisors has no key {', '.join(unknown)}; its keys are {', '.join(sorted(known))}"
-            )
+        given = checked_keys(cls, settings, "data.supervisors")
         if not given.get("invalid"):
             raise ConfigError(
                 "data.supervisors.invalid must name the dataset whose images are invalid inputs "
