@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn import functional as F
@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from trustbench.backbones.base import Backbone
 from trustbench.backbones.cnn import CNN
 from trustbench.backbones.encoder_decoder import EncoderDecoder
+from trustbench.backbones.facts import SHIPPED, facts_of_class
 from trustbench.backbones.lenet import LeNet
 from trustbench.backbones.linear import Linear
 from trustbench.backbones.mlp import MLP
@@ -231,3 +232,14 @@ def test_one_backward_pass_reaches_every_parameter(name: str, input_shape: tuple
 
 def test_one_backward_pass_reaches_every_wrn28_10_parameter(wrn28_10: Backbone) -> None:
     assert_every_parameter_gets_a_gradient(wrn28_10, CIFAR)
+
+
+@pytest.mark.parametrize("target", sorted(SHIPPED))
+def test_shipped_facts_are_the_classes_own(target: str) -> None:
+    """The config checks read these instead of importing the class: they must not drift from it."""
+    assert SHIPPED[target] == facts_of_class(get_class(target))
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in CONFIG_DIR.glob("*.yaml")))
+def test_every_backbone_config_has_its_facts_known_without_import(name: str) -> None:
+    assert OmegaConf.load(CONFIG_DIR / f"{name}.yaml").net._target_ in SHIPPED

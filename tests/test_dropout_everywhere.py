@@ -85,7 +85,7 @@ def test_dropout_zero_leaves_every_backbone_deterministic_in_train_mode(name: st
         assert torch.equal(model(x), model(x))
 
 
-@pytest.mark.parametrize("rate", ["0", "0.0", "1.0"])
+@pytest.mark.parametrize("rate", ["0", "0.0"])
 def test_mc_dropout_refuses_a_rate_outside_zero_one_at_the_config_check(rate: str) -> None:
     cfg = composed("method=mc_dropout", "data=synthetic_image", f"backbone.net.dropout={rate}")
     with pytest.raises(ConfigError) as error:
@@ -94,6 +94,17 @@ def test_mc_dropout_refuses_a_rate_outside_zero_one_at_the_config_check(rate: st
     assert "\n" not in message
     assert f"method 'mc_dropout' samples dropout at test time, but backbone.net.dropout={rate}" in message
     assert "0 < backbone.net.dropout < 1" in message
+
+
+def test_a_dropout_rate_of_one_is_refused_for_every_method() -> None:
+    """A rate of 1 zeroes every unit: the value check refuses it before the method's own check."""
+    cfg = composed("method=mc_dropout", "data=synthetic_image", "backbone.net.dropout=1.0")
+    with pytest.raises(
+        ConfigError,
+        match=r"^backbone.net.dropout=1.0 is not allowed: backbone.net.dropout "
+        r"takes a number >= 0 and < 1$",
+    ):
+        check_choices(cfg)
 
 
 def test_mc_dropout_predictions_vary_between_samples_on_the_default_lenet() -> None:

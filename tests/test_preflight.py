@@ -63,18 +63,38 @@ def test_every_job_of_a_sweep_is_checked_before_the_first_starts() -> None:
     )
 
 
-def test_a_bad_value_stops_the_cli_in_a_second_without_importing_torch() -> None:
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["seed=abc"], "seed='abc' is not allowed: seed takes an integer"),
+        (  # a combination: the data's kind and the backbone's input kind, read without importing either
+            ["data=adult", "backbone=lenet"],
+            "backbone 'lenet' needs image inputs (C×H×W) but data 'adult' is tabular; use backbone=mlp or "
+            "backbone=linear for tabular data",
+        ),
+        (
+            ["method=mc_dropout", "backbone.net.dropout=0"],
+            "method 'mc_dropout' samples dropout at test time, but backbone.net.dropout=0; allowed: 0 < "
+            "backbone.net.dropout < 1 (the method sets 0.1)",
+        ),
+        (  # a regression setting, whose allowed values live beside the methods
+            ["data=boston", "method=car", "method.module.score=mode"],
+            "method.module.score='mode' is not allowed: method.module.score takes variance or entropy",
+        ),
+    ],
+)
+def test_a_bad_choice_stops_the_cli_without_importing_torch(overrides: list[str], message: str) -> None:
     code = (
         "import sys\n"
         "from trustbench import cli\n"
         "try:\n"
-        "    cli.main(['run', 'seed=abc'])\n"
+        f"    cli.main(['run', *{overrides!r}])\n"
         "except SystemExit as err:\n"
         "    print(err)\n"
         "print('torch' in sys.modules, 'pytorch_lightning' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["trustbench: seed='abc' is not allowed: seed takes an integer", "False False"]
+    assert out.splitlines() == [f"trustbench: {message}", "False False"]
 
 
 @pytest.mark.parametrize(

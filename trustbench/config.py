@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from hydra.utils import get_class
+from typing import TYPE_CHECKING
+
 from omegaconf import DictConfig
 
 from trustbench.attacks.settings import AdversarialSettings
-from trustbench.data.arrays import ArrayDataset
+from trustbench.backbones.facts import backbone_facts
 from trustbench.data.names import dataset_kind
 from trustbench.errors import ConfigError
 from trustbench.schema import validate
 from trustbench.stress.settings import StressSettings
 from trustbench.tasks import check_output_shape, check_task
+
+if TYPE_CHECKING:  # checked before torch is imported: see check_choices
+    from trustbench.data.arrays import ArrayDataset
 
 # Which data kinds each backbone input kind accepts: vector backbones flatten images, image ones need C×H×W.
 ACCEPTED_DATA_KINDS = {"image": ("image",), "vector": ("image", "tabular")}
@@ -34,11 +38,11 @@ def check_choices(cfg: DictConfig) -> None:
             f"method {cfg.method.name!r} works on {' or '.join(method_kinds)} data, but data "
             f"{cfg.data.name!r} is {kind}; choose a method for {kind} data (trustbench list method)"
         )
-    backbone_cls = get_class(cfg.backbone.net._target_)
-    check_output_shape(cfg, backbone_cls)
-    if kind not in ACCEPTED_DATA_KINDS[backbone_cls.input_kind]:
+    backbone = backbone_facts(cfg.backbone.net._target_)
+    check_output_shape(cfg, backbone.dense_output)
+    if kind not in ACCEPTED_DATA_KINDS[backbone.input_kind]:
         raise ConfigError(
-            f"backbone {cfg.backbone.name!r} needs {backbone_cls.input_kind} inputs (C×H×W) but data "
+            f"backbone {cfg.backbone.name!r} needs {backbone.input_kind} inputs (C×H×W) but data "
             f"{cfg.data.name!r} is {kind}; use backbone=mlp or backbone=linear for tabular data"
         )
     if cfg.method.get("needs_concepts") and not cfg.data.get("concepts"):
@@ -46,12 +50,12 @@ def check_choices(cfg: DictConfig) -> None:
             f"method {cfg.method.name!r} learns concepts, but data {cfg.data.name!r} annotates none; use "
             "data=digit_mosaic"
         )
-    if cfg.method.get("needs_conv") and backbone_cls.input_kind != "image":
+    if cfg.method.get("needs_conv") and backbone.input_kind != "image":
         raise ConfigError(
             f"method {cfg.method.name!r} reads the last convolution layer, but backbone "
             f"{cfg.backbone.name!r} has none; use a convolutional backbone (lenet, cnn, resnet18, wrn28_10)"
         )
-    if cfg.method.get("needs_features") and getattr(backbone_cls, "feature_dim", 0) is None:
+    if cfg.method.get("needs_features") and not backbone.has_features:
         raise ConfigError(
             f"method {cfg.method.name!r} needs penultimate features but backbone {cfg.backbone.name!r} has "
             "no feature layer; use a backbone with features (mlp, cnn, lenet, resnet18, wrn28_10)"

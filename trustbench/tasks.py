@@ -8,11 +8,15 @@ optimiser, suite) that replaces the same keys when the data is a regression task
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from omegaconf import DictConfig, open_dict
 
-from trustbench.data.arrays import ArrayDataset
 from trustbench.errors import ConfigError
 from trustbench.methods.regression.checks import check_regression_settings
+
+if TYPE_CHECKING:  # the config checks import this module before torch
+    from trustbench.data.arrays import ArrayDataset
 
 TASKS = ("classification", "regression")
 REGRESSION_METHODS = ("gaussian", "mc_dropout", "ensemble", "car", "slurp", "conformal")
@@ -39,11 +43,11 @@ def check_task(cfg: DictConfig) -> None:
     )
 
 
-def check_output_shape(cfg: DictConfig, backbone_cls: type) -> None:
+def check_output_shape(cfg: DictConfig, dense_backbone: bool) -> None:
     """Raise ConfigError unless a dense target (``data.dense``: one value per pixel) meets a backbone with
-    per-pixel outputs (``dense_output``), and a target per input a backbone with one output per input."""
+    per-pixel outputs (`dense_backbone`, the class's ``dense_output``), and a target per input a backbone
+    with one output per input."""
     dense_data = bool(cfg.data.get("dense"))
-    dense_backbone = bool(getattr(backbone_cls, "dense_output", False))
     if dense_data and not dense_backbone:
         raise ConfigError(
             f"data {cfg.data.name!r} has a target per pixel, but backbone {cfg.backbone.name!r} gives one "

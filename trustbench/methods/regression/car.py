@@ -23,17 +23,15 @@ from torch.nn import functional as F
 from trustbench.backbones.base import Backbone
 from trustbench.methods.base import OptimizerFactory, SchedulerFactory, TrustModule
 from trustbench.methods.regression.base import RegressionPrediction, RegressionValidation, output_rows
+from trustbench.methods.regression.choices import CAR_SCORES, CAR_SPACINGS
 from trustbench.methods.regression.distributions import BinnedDensity
 from trustbench.metrics.ood import entropy_score
-
-SPACINGS = ("uniform", "log")
-SCORES = ("variance", "entropy")
 
 
 def bin_edges(low: float, high: float, bins: int, spacing: str) -> Tensor:
     """K + 1 increasing edges from `low` to `high` (target units), evenly or geometrically spaced."""
-    if spacing not in SPACINGS:
-        raise ValueError(f"car spacing must be one of {', '.join(SPACINGS)}; got {spacing!r}")
+    if spacing not in CAR_SPACINGS:
+        raise ValueError(f"car spacing must be one of {', '.join(CAR_SPACINGS)}; got {spacing!r}")
     if bins < 2 or not high > low:
         raise ValueError(
             f"car needs bins >= 2 and a target range high > low; got {bins} bins on [{low}, {high}]"
@@ -67,8 +65,8 @@ class ClassificationAsRegression(RegressionValidation, TrustModule):
         target_scale: tuple[float, float] = (0.0, 1.0),
     ) -> None:
         super().__init__(backbone, num_classes, optimizer, scheduler)
-        if score not in SCORES:
-            raise ValueError(f"car score must be one of {', '.join(SCORES)}; got {score!r}")
+        if score not in CAR_SCORES:
+            raise ValueError(f"car score must be one of {', '.join(CAR_SCORES)}; got {score!r}")
         if num_classes != bins:
             raise ValueError(f"car needs a head of bins={bins} outputs; the backbone has {num_classes}")
         mean, std = target_scale

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-SCORES = ("residual", "normalized")
+from trustbench.methods.regression.choices import CONFORMAL_SCORES
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class ConformalInterval:
     @classmethod
     def calibrate(cls, y: Tensor, mean: Tensor, std: Tensor, score: str, alpha: float) -> ConformalInterval:
         """q̂ from the calibration rows' targets `y`, predicted means and stds (module docstring)."""
-        if score not in SCORES:
-            raise ValueError(f"conformal score must be one of {', '.join(SCORES)}; got {score!r}")
+        if score not in CONFORMAL_SCORES:
+            raise ValueError(f"conformal score must be one of {', '.join(CONFORMAL_SCORES)}; got {score!r}")
         if not 0 < alpha < 1:
             raise ValueError(f"conformal alpha must be in (0, 1); got {alpha}")
         scores = ((y - mean).abs() / (std if score == "normalized" else 1)).sort().values

@@ -29,9 +29,9 @@ from torch.nn import functional as F
 from trustbench.data.loaders import epoch_permutation
 from trustbench.methods.base import TrustModule
 from trustbench.methods.regression.base import RegressionPrediction, gaussian_nll, output_rows
+from trustbench.methods.regression.choices import SIDE_LEARNER_LOSSES
 from trustbench.methods.regression.distributions import GaussianMixture
 
-LOSSES = ("bce", "nll")
 ARCTANH_LIMIT = 1 - 1e-6
 
 
@@ -46,8 +46,10 @@ class SideSettings:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"slurp side_learner.loss must be one of {', '.join(LOSSES)}; got {self.loss!r}")
+        if self.loss not in SIDE_LEARNER_LOSSES:
+            raise ValueError(
+                f"slurp side_learner.loss must be one of {', '.join(SIDE_LEARNER_LOSSES)}; got {self.loss!r}"
+            )
 
 
 class SideLearner(nn.Module):
