@@ -14,7 +14,8 @@
 Each measurement is the median over `--repeats` timed passes of `--steps` training steps on real
 Fashion-MNIST batches (batch 128), with the DUQ CNN backbone unless said otherwise, after one warm-up pass.
 
-    python scripts/bench_uncertainty.py [--steps 40] [--repeats 3] [--members 5] [--duq-only|--stacking-only]
+    python scripts/bench_uncertainty.py [--steps 40] [--repeats 3] [--members 5]
+        [--duq-only|--duq-profile|--stacking-only]
 """
 
 from __future__ import annotations
@@ -327,6 +328,21 @@ def duq_against_reference(dataset, x: torch.Tensor, y: torch.Tensor, steps: int,
     )
 
 
+def profile_duq_step(dataset, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """Where trustbench's DUQ step spends its time: torch.profiler's operators by self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    batches = split_batches(x, y, steps)
+    duq = build("duq", dataset)
+    optimizer = duq.optimizer_factory(params=duq.parameters())
+    training_step(duq, optimizer, *batches[0], 0)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for index, (xb, yb) in enumerate(batches):
+            training_step(duq, optimizer, xb, yb, index)
+    print(f"DUQ step profile over {steps} steps (self CPU time; a call count / {steps} is per step):")
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def alternating_medians(passes: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Median wall time of each pass over `repeats` rounds in which the passes take turns, after a warm-up."""
     samples: dict[str, list[float]] = {name: [] for name in passes}
@@ -348,6 +364,9 @@ def main() -> None:
         "--duq-only", action="store_true", help="only trustbench's DUQ step against the reference's"
     )
     parser.add_argument(
+        "--duq-profile", action="store_true", help="only the operator profile of trustbench's DUQ step"
+    )
+    parser.add_argument(
         "--stacking-only",
         action="store_true",
         help="only the sequential vs torch.func-stacked ensemble comparison",
@@ -358,6 +377,9 @@ def main() -> None:
     x, y = dataset.x_train[: args.steps * BATCH_SIZE], dataset.y_train[: args.steps * BATCH_SIZE]
     samples = args.steps * BATCH_SIZE
     print(f"{torch.get_num_threads()} threads, {args.steps} steps of batch 128 on Fashion-MNIST")
+    if args.duq_profile:
+        profile_duq_step(dataset, x, y, min(args.steps, 5))
+        return
     duq_against_reference(dataset, x, y, args.steps, args.repeats)
     if args.duq_only:
         return
