@@ -35,6 +35,13 @@ Two views beside the minimality metrics, each on when its setting is a mapping (
 - ``regions`` (images; :mod:`~trustbench.methods.counterfactual.regions`: ``stroke``, ``background``,
   ``{quadrants: [...]}``, ``{cells: [...]}``): ``cf/leakage``, the mean L1 change outside each input's
   regions over all counterfactuals, for every explainer; region-targeted explainers are given the masks.
+- ``entropy_attribution`` (images; settings of
+  :class:`~trustbench.methods.counterfactual.uncertainty_attribution.PathEntropyAttribution`): the
+  entropy of the explained points attributed to pixels by the path integral from CLUE's fiducial, by
+  integrated gradients (captum) from the black image and from a blurred copy, and by CLUE's map
+  |x − x_f|, each scored by :mod:`~trustbench.metrics.uncertainty_attribution` (blurred pixels, up to
+  a fifth of the image): ``cf/attr/<path|ig_black|ig_blur|clue>/<eic|aic|urc>``, plus
+  ``cf/attr/completeness_error``, the mean |Σ attribution − (H(x) − H(x_f))| of the path integral.
 - ``oracle``: ``cf/oracle_agreement``, the share of valid counterfactuals that an oracle of another
   architecture trained on all the data (:mod:`~trustbench.methods.counterfactual.oracle`, settings
   :class:`~trustbench.methods.counterfactual.oracle.OracleConfig`) also assigns to the target.
@@ -48,6 +55,7 @@ images with ``counterfactuals.pt`` holding the tensors; ``plots/counterfactuals.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from pathlib import Path
@@ -77,6 +85,7 @@ from trustbench.metrics.counterfactual import (
     prototype_distance,
     valid_mask,
 )
+from trustbench.metrics.uncertainty_attribution import gaussian_blur, removal_curves
 from trustbench.plots.counterfactual import (
     changed_features,
     counterfactual_records,
@@ -89,6 +98,8 @@ from trustbench.plots.figures import log_to_wandb
 
 FACTUALS = ("negative", "all", "uncertain")
 TARGETS = ("other", "all")
+REMOVED_SHARES = torch.linspace(0.0, 0.2, 11)
+"""Shares of pixels removed along the entropy attributions' removal curves (up to a fifth of the image)."""
 
 
 def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
@@ -154,6 +165,9 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         report["cf/leakage"] = _finite_mean(leakage(x, x_cf, regions).reshape(-1))
     if settings.get("prototypes") is not None:
         report |= _prototype_distances(data, settings.prototypes, x, x_cf, target, valid, shape)
+    if settings.get("entropy_attribution") is not None:
+        y = datamodule.y_test[query_rows]
+        report |= _entropy_attribution(data, settings.entropy_attribution, backbone, x, y)
     if settings.get("oracle") is not None:
         oracle = _oracle(context, settings.oracle)
         with torch.inference_mode():
@@ -241,6 +255,42 @@ def _prototype_distances(
         "cf/prototype_l2": _finite_mean(to_cf[valid.reshape(-1).cpu()]),
         "cf/prototype_l2_input": _finite_mean(to_input),
     }
+
+
+def _entropy_attribution(
+    data: ExplanationData, settings: dict, backbone: torch.nn.Module, x: Tensor, y: Tensor
+) -> dict[str, float]:
+    """The ``cf/attr/...`` keys of the module docstring for the explained images `x` (labels `y`)."""
+    # captum takes most of a second to import: only runs that attribute the entropy pay for it
+    from captum.attr import IntegratedGradients
+
+    from trustbench.methods.counterfactual.uncertainty_attribution import PathEntropyAttribution, entropy_of
+
+    allowed = sorted(inspect.signature(PathEntropyAttribution).parameters)
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"method.explain.entropy_attribution has no setting {', '.join(unknown)}; "
+            f"valid: {', '.join(allowed)}"
+        )
+    attribution = PathEntropyAttribution(**settings).fit(data)
+    found = attribution.attribute(backbone, x, data.constraints)
+    drop = found.entropy_input - found.entropy_fiducial
+    blurred = gaussian_blur(x)
+    integrated = IntegratedGradients(entropy_of(backbone))
+    maps = {
+        "path": found.total,
+        "ig_black": integrated.attribute(
+            x, baselines=data.constraints.lower.expand_as(x), n_steps=attribution.bins
+        ),
+        "ig_blur": integrated.attribute(x, baselines=blurred, n_steps=attribution.bins),
+        "clue": (x - found.fiducial).abs(),
+    }
+    report = {"cf/attr/completeness_error": (found.total.flatten(1).sum(dim=1) - drop).abs().mean().item()}
+    for name, relevance in maps.items():
+        curves = removal_curves(backbone, x, y, relevance.detach(), blurred, REMOVED_SHARES)
+        report |= {f"cf/attr/{name}/{key}": value for key, value in curves.summary().items()}
+    return report
 
 
 def _encoded_rows(autoencoder: torch.nn.Module, x: Tensor, batch: int = 1024) -> Tensor:
