@@ -26,14 +26,14 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
-import pandas as pd
-import scipy.io
-from PIL import Image
 
 from trustbench.data.errors import DatasetFileError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MNIST_IDX_FILES = (
     "train-images-idx3-ubyte.gz",
@@ -312,6 +312,8 @@ def read_cifar(
 
 def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read an SVHN cropped-digits `.mat` (X: 32×32×3×N, y: N×1 with 10 meaning digit 0) as N×3×32×32."""
+    import scipy.io  # here, not at the top: most runs read no .mat file, and it costs a second to import
+
     try:
         content = scipy.io.loadmat(path, variable_names=("X", "y"))
     except Exception as exc:  # scipy raises ValueError, MatReadError, OSError, ... for damaged files
@@ -336,6 +338,8 @@ def decode_square(data: bytes, side: int, where: str) -> np.ndarray:
     the scale factor when shrinking (antialiased: the filter ``interpolate(antialias=True)`` reproduces).
     Grayscale and CMYK images are converted to RGB first.
     """
+    from PIL import Image  # here: only image-folder and archive formats need Pillow
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             rgb = image.convert("RGB")
@@ -502,6 +506,8 @@ def read_places365_val(
 
 def read_csv(path: Path, **options: Any) -> pd.DataFrame:
     """`pandas.read_csv` whose parse failures become :class:`DatasetFileError` naming the file."""
+    import pandas as pd  # here: only tabular sets read CSV files
+
     try:
         return pd.read_csv(path, **options)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
