@@ -21,7 +21,7 @@ from trustbench.data import catalog, ood_sets
 from trustbench.data.loaders import TensorDataModule
 from trustbench.data.shifts import CORRUPTIONS, SEVERITIES, box_resampling_matrix, corrupt, rotate
 from trustbench.errors import ConfigError
-from trustbench.evaluation import SUITES
+from trustbench.evaluation import suite_function
 from trustbench.evaluation.classification import evaluate_classification
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.uncertainty import SHIFT_METRICS, evaluate_uncertainty
@@ -334,4 +334,4 @@ def test_an_unknown_corruption_in_data_shift_fails_before_any_evaluation(tmp_pat
 
 
 def test_the_uncertainty_suite_is_registered() -> None:
-    assert SUITES["uncertainty"] is evaluate_uncertainty
+    assert suite_function("uncertainty") is evaluate_uncertainty

@@ -1,46 +1,46 @@
-"""Evaluation suites: one per kind of method, each a function of an EvaluationContext → metrics."""
+"""Evaluation suites: one per kind of method, each a function of an EvaluationContext → metrics.
+
+A suite's module is imported when a run first evaluates it, not when the run starts: the suites pull in
+scikit-learn, the explainers and more, which a run on MNIST would otherwise import before its first
+training step for suites it never uses.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from trustbench.evaluation.adversarial import evaluate_adversarial
-from trustbench.evaluation.annotations import evaluate_annotations
-from trustbench.evaluation.classification import evaluate_classification
-from trustbench.evaluation.concepts import evaluate_concepts
-from trustbench.evaluation.confident_errors import evaluate_confident_errors
-from trustbench.evaluation.context import EvaluationContext
-from trustbench.evaluation.counterfactual import evaluate_counterfactual
-from trustbench.evaluation.explanations import evaluate_explanations
-from trustbench.evaluation.fairness import evaluate_fairness
-from trustbench.evaluation.novelty import evaluate_novelty
-from trustbench.evaluation.ood import evaluate_ood
-from trustbench.evaluation.regression import evaluate_regression
-from trustbench.evaluation.stress import evaluate_stress
-from trustbench.evaluation.supervisors import evaluate_supervisors
-from trustbench.evaluation.uncertainty import evaluate_uncertainty
+if TYPE_CHECKING:
+    from trustbench.evaluation.context import EvaluationContext
 
-Suite = Callable[[EvaluationContext], dict[str, float]]
-SUITES: dict[str, Suite] = {
-    "adversarial": evaluate_adversarial,
-    "annotations": evaluate_annotations,
-    "classification": evaluate_classification,
-    "concepts": evaluate_concepts,
-    "confident_errors": evaluate_confident_errors,
-    "counterfactual": evaluate_counterfactual,
-    "explanations": evaluate_explanations,
-    "fairness": evaluate_fairness,
-    "novelty": evaluate_novelty,
-    "ood": evaluate_ood,
-    "regression": evaluate_regression,
-    "stress": evaluate_stress,
-    "supervisors": evaluate_supervisors,
-    "uncertainty": evaluate_uncertainty,
-}
+Suite = Callable[["EvaluationContext"], dict[str, float]]
+# Each suite is the function evaluate_<name> of the module trustbench.evaluation.<name>.
+SUITES = (
+    "adversarial",
+    "annotations",
+    "classification",
+    "concepts",
+    "confident_errors",
+    "counterfactual",
+    "explanations",
+    "fairness",
+    "novelty",
+    "ood",
+    "regression",
+    "stress",
+    "supervisors",
+    "uncertainty",
+)
+
+
+def suite_function(suite: str) -> Suite:
+    """The function of the named suite (importing its module); unknown names list the valid ones."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown evaluation suite {suite!r}; choose one of: {', '.join(sorted(SUITES))}")
+    return getattr(importlib.import_module(f"trustbench.evaluation.{suite}"), f"evaluate_{suite}")
 
 
 def evaluate(suite: str, context: EvaluationContext) -> dict[str, float]:
-    """Run the named suite; unknown names list the valid ones."""
-    if suite not in SUITES:
-        raise ValueError(f"unknown evaluation suite {suite!r}; choose one of: {', '.join(sorted(SUITES))}")
-    return SUITES[suite](context)
+    """Run the named suite."""
+    return suite_function(suite)(context)
