@@ -40,5 +40,5 @@ def test_a_second_call_loads_the_stored_oracle_without_training(trained, monkeyp
 
 
 def test_an_unknown_oracle_setting_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="no setting width; valid: batch_size, epochs, hidden, lr"):
+    with pytest.raises(ValueError, match="has no key width; its keys are batch_size, epochs, hidden, lr"):
         OracleConfig.from_mapping({"width": 3})

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from trustbench.config_blocks import checked_keys
 from trustbench.data.loaders import seeded_generator
 from trustbench.fingerprint import fingerprint_config, fingerprint_tensors
 from trustbench.progress import progress
@@ -43,15 +44,7 @@ class OracleConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> OracleConfig:
         """The config of ``method.explain.oracle``; unknown keys list the valid ones."""
-        values = dict(values or {})
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"method.explain.oracle has no setting {', '.join(unknown)}; "
-                f"valid: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return cls(**checked_keys(cls, values, "method.explain.oracle"))
 
 
 def oracle_network(input_shape: tuple[int, ...], num_classes: int, hidden: int) -> nn.Module:
