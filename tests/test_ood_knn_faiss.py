@@ -19,7 +19,14 @@ from trustbench.backbones.lenet import LeNet
 from trustbench.methods.ood import KNN
 from trustbench.methods.ood.cache import extract_features
 from trustbench.methods.ood.detector import Features
-from trustbench.methods.ood.knn import EXACT_LIMIT, QUERY_CHUNK
+from trustbench.methods.ood.knn import (
+    EXACT_LIMIT,
+    MAX_SCANNED_SHARE,
+    QUERY_CHUNK,
+    inverted_file_index,
+    scanned_rows,
+    unit_rows,
+)
 from trustbench.metrics.ood import ood_metrics
 
 SMALL_BANK, FULL_BANK, QUERIES, BATCH, STEPS = 20000, 55000, 1000, 128, 60
@@ -100,18 +107,25 @@ def test_a_bank_above_exact_limit_gets_sqrt_n_cells_and_scans_at_least_32k_or_20
     knn = KNN(k=50, exact_limit=SMALL_BANK - 1).fit(bank)
     # √20000 ≈ 141 cells of about 142 rows; 2048 rows take ⌈2048 · 141 / 20000⌉ = 15 cells
     assert (knn._index.nlist, knn._index.nprobe) == (141, 15)
-    assert KNN(k=100, exact_limit=SMALL_BANK - 1).fit(bank)._index.nprobe == 23  # 32k = 3200 rows
-    assert KNN(k=1000, exact_limit=SMALL_BANK - 1).fit(bank)._index.nprobe == 141  # 32000 rows: every cell
+    assert KNN(k=90, exact_limit=SMALL_BANK - 1).fit(bank)._index.nprobe == 21  # 32k = 2880 rows
 
 
-@pytest.mark.parametrize("k", [50, 200])
+def test_a_query_that_would_scan_over_15_percent_of_the_bank_is_searched_exactly(bank) -> None:
+    # 15 % of 20000 rows is 3000: k = 93 scans 2976 rows (IVF), k = 94 scans 3008 (exact, and faster)
+    assert isinstance(KNN(k=93, exact_limit=SMALL_BANK - 1).fit(bank)._index, faiss.IndexIVFFlat)
+    assert isinstance(KNN(k=94, exact_limit=SMALL_BANK - 1).fit(bank)._index, faiss.IndexFlatIP)
+    assert isinstance(KNN(k=1000, exact_limit=SMALL_BANK - 1).fit(bank)._index, faiss.IndexFlatIP)
+
+
+@pytest.mark.parametrize("k", [50, 90])
 def test_ivf_auroc_is_within_1e3_of_exact_search(bank, lenet, k: int) -> None:
     assert_ivf_matches_exact(bank, lenet, k, exact_limit=SMALL_BANK // 2)
 
 
 def test_queries_whose_cells_hold_fewer_than_k_rows_are_searched_exactly(bank, lenet) -> None:
     k = 500
-    knn = KNN(k=k, exact_limit=0).fit(bank)
+    knn = KNN(k=k, exact_limit=0)
+    knn._index = inverted_file_index(unit_rows(bank.features), k)
     knn._index.nprobe = 1  # one cell of about 142 rows cannot hold 500 neighbours
     expected = previous_scores(bank.features, lenet["ood"].features, k)
     torch.testing.assert_close(knn.score(lenet["ood"]), expected, rtol=0, atol=1e-5)
@@ -134,7 +148,9 @@ def full_bank(lenet) -> Features:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("k", KNN.hparam_grid()["k"])
+@pytest.mark.parametrize(  # the grid's k searched by IVF on 55k rows (500 and 1000 are searched exactly)
+    "k", [k for k in KNN.hparam_grid()["k"] if scanned_rows(k) <= MAX_SCANNED_SHARE * FULL_BANK]
+)
 def test_ivf_auroc_is_within_1e3_of_exact_search_on_all_55k_training_features(
     full_bank, lenet, k: int
 ) -> None:
