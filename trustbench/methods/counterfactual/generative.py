@@ -1,7 +1,7 @@
 """Generative models that counterfactual explainers search or score with, and the latent search itself.
 
-Three pieces live here because every latent-space explainer (REVISE, CLUE, Δ-CLUE, latent gradient)
-needs all three:
+Three pieces live here because every latent-space explainer (REVISE, the CLUE family, latent gradient,
+SharpShooter, region-targeted) needs all three:
 
 - :class:`VAE` and :class:`Autoencoder` over the model's inputs: MLP networks for tabular rows, a small
   conv network for images whose sides divide by 4 (1×28×28, 3×32×32), and the MLP as fallback for any
@@ -11,7 +11,8 @@ needs all three:
   in the unit space ``(x − lower) / (upper − lower)``: binary cross-entropy on every element outside a
   one-hot group (a Bernoulli likelihood for pixels and binary columns, the usual soft-target one for
   min-max scaled numbers) and cross-entropy on each one-hot group.
-- :func:`trained_vae`, :func:`trained_autoencoder` and :func:`train_class_autoencoders`: train with
+- :func:`trained_vae`, :func:`trained_autoencoder` and :func:`train_class_autoencoders` (and
+  :func:`cached_generative` for other architectures, such as the region-targeted per-cell VAE): train with
   seeded generators, or load the weights stored in ``data.cache_dir`` under a fingerprint of everything
   that determines them, so a sweep over explainers trains each model once.
 - :class:`LatentExplainer`: the base of explainers that run gradient descent on latent codes, decode,
@@ -387,7 +388,7 @@ LatentObjective = Callable[[Tensor, Tensor], Tensor]
 
 
 class LatentExplainer(SeededExplainer):
-    """Base of explainers that search a VAE's latent space (REVISE, CLUE, Δ-CLUE, latent gradient).
+    """Base of explainers that search a VAE's latent space (REVISE, the CLUE family, SharpShooter, ...).
 
     ``fit`` gets the VAE of the `generative` settings (a mapping of :class:`GenerativeConfig` fields) from
     :func:`trained_vae`, so explainers sharing those settings share one trained model, and takes the run's
