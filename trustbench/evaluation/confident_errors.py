@@ -46,8 +46,8 @@ TREE_FILE = "confident_errors_tree.txt"
 def evaluate_confident_errors(context: EvaluationContext) -> dict[str, float]:
     """The metrics and the tree of the module docstring."""
     settings = {**DEFAULTS, **(context.cfg.data.get("confident_errors") or {})}
-    thresholds = check_thresholds(settings["thresholds"])
-    tau = check_thresholds([settings["tau"]])[0]
+    thresholds = check_thresholds(settings["thresholds"], "data.confident_errors.thresholds")
+    tau = check_thresholds([settings["tau"]], "data.confident_errors.tau")[0]
     datamodule = context.datamodule
     test = context.prediction("test", datamodule.x_test)
     correct = test.probs.argmax(dim=1) == datamodule.y_test

@@ -27,11 +27,11 @@ from torch import Tensor
 from trustbench.metrics.failure import failure_detection
 
 
-def check_thresholds(thresholds: Sequence[float]) -> list[float]:
-    """`thresholds` as floats, or ValueError unless each τ is in (0, 1]."""
+def check_thresholds(thresholds: Sequence[float], what: str = "confidence thresholds") -> list[float]:
+    """`thresholds` as floats, or ValueError (naming them `what`) unless each τ is in (0, 1]."""
     taus = [float(tau) for tau in thresholds]
     if not taus or not all(0 < tau <= 1 for tau in taus):
-        raise ValueError(f"confidence thresholds must be a non-empty list of values in (0, 1], got {taus}")
+        raise ValueError(f"{what} must be a non-empty list of values in (0, 1], got {taus}")
     return taus
 
 
