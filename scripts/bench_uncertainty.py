@@ -21,10 +21,12 @@ Fashion-MNIST batches (batch 128), with the DUQ CNN backbone unless said otherwi
 from __future__ import annotations
 
 import argparse
+import os
 import copy
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -373,7 +375,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    dataset = load("fashion_mnist", "unused-data-dir-falls-back-to-mirrors")
+    # the data dir the runner uses by default (decoded-data caches are written there, never in the cwd)
+    dataset = load("fashion_mnist", os.environ.get("TRUSTBENCH_DATA", Path.home() / ".cache" / "trustbench"))
     x, y = dataset.x_train[: args.steps * BATCH_SIZE], dataset.y_train[: args.steps * BATCH_SIZE]
     samples = args.steps * BATCH_SIZE
     print(f"{torch.get_num_threads()} threads, {args.steps} steps of batch 128 on Fashion-MNIST")
