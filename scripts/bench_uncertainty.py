@@ -21,8 +21,8 @@ Fashion-MNIST batches (batch 128), with the DUQ CNN backbone unless said otherwi
 from __future__ import annotations
 
 import argparse
-import os
 import copy
+import os
 import statistics
 import time
 from collections.abc import Callable
