@@ -23,6 +23,7 @@ from trustbench.backbones.facts import SHIPPED, facts_of_class
 from trustbench.backbones.lenet import LeNet
 from trustbench.backbones.linear import Linear
 from trustbench.backbones.mlp import MLP
+from trustbench.backbones.one_class import OneClassLeNet
 from trustbench.backbones.resnet import ResNet18
 from trustbench.backbones.spectral import SpectralResNet18, SpectralWideResNet
 from trustbench.backbones.wide_resnet import WideResNet
@@ -42,6 +43,8 @@ CLASSES = {
     "resnet18_sn": SpectralResNet18,
     "wrn28_10_sn": SpectralWideResNet,
     "encoder_decoder": EncoderDecoder,
+    "one_class_lenet": OneClassLeNet,
+    "one_class_autoencoder": OneClassLeNet,
 }
 IMAGE_CONFIGS = ["cnn", "lenet", "resnet18", "wrn28_10"]
 VECTOR_CONFIGS = ["mlp", "linear"]
