@@ -15,6 +15,7 @@ transposed convolutions from a 2@4×4 map and a sigmoid output): upsampling by 4
 H, W divisible by 4, and the output is linear, so the inputs need not lie in [0, 1].
 
 One-class networks have no class outputs: `num_classes` is accepted for the backbone contract and unused.
+`dropout` (0 by default, as every backbone takes one for MC dropout) acts on the code.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class OneClassLeNet(Backbone):
 
     input_kind: ClassVar[Literal["image", "vector"]] = "image"
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, decoder: bool = False) -> None:
+    def __init__(
+        self, input_shape: tuple[int, ...], num_classes: int, decoder: bool = False, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         channels, height, width = require_image_shape("OneClassLeNet", input_shape, min_side=4)
         if height % 4 or width % 4:
@@ -61,6 +64,7 @@ class OneClassLeNet(Backbone):
             nn.Flatten(),
             nn.Linear(4 * (height // 4) * (width // 4), CODE_DIM, bias=False),
         )
+        self.dropout = nn.Dropout(dropout)
         self.feature_dim = CODE_DIM
         self.head = self._decoder(channels) if decoder else nn.Identity()
 
@@ -76,4 +80,4 @@ class OneClassLeNet(Backbone):
         )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        return self.dropout(self.encoder(x))
