@@ -42,6 +42,12 @@ Two views beside the minimality metrics, each on when its setting is a mapping (
   |x − x_f|, each scored by :mod:`~trustbench.metrics.uncertainty_attribution` (blurred pixels, up to
   a fifth of the image): ``cf/attr/<path|ig_black|ig_blur|clue>/<eic|aic|urc>``, plus
   ``cf/attr/completeness_error``, the mean |Σ attribution − (H(x) − H(x_f))| of the path integral.
+- ``tangent``: ``cf/tangent_share``, the mean share ‖P δ‖² / ‖δ‖² of each valid counterfactual's change
+  δ = x' − x that lies in the data manifold's tangent space at x, estimated as the column space of the
+  decoder Jacobian at the input's code of the VAE of those
+  :class:`~trustbench.methods.counterfactual.generative.GenerativeConfig` settings (the one the latent
+  explainers search when the settings match; :mod:`~trustbench.metrics.tangent`): near 1 for changes
+  along the manifold (diffeomorphic counterfactuals), near L / D for pixel-space attacks' noise.
 - ``oracle``: ``cf/oracle_agreement``, the share of valid counterfactuals that an oracle of another
   architecture trained on all the data (:mod:`~trustbench.methods.counterfactual.oracle`, settings
   :class:`~trustbench.methods.counterfactual.oracle.OracleConfig`) also assigns to the target.
@@ -72,6 +78,7 @@ from trustbench.methods.counterfactual.generative import (
     predictive_entropy,
     train_class_autoencoders,
     trained_autoencoder,
+    trained_vae,
 )
 from trustbench.methods.counterfactual.oracle import OracleConfig, trained_oracle
 from trustbench.methods.counterfactual.regions import region_masks
@@ -85,6 +92,7 @@ from trustbench.metrics.counterfactual import (
     prototype_distance,
     valid_mask,
 )
+from trustbench.metrics.tangent import decoder_jacobian, tangent_share
 from trustbench.metrics.uncertainty_attribution import gaussian_blur, removal_curves
 from trustbench.plots.counterfactual import (
     changed_features,
@@ -165,6 +173,8 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         report["cf/leakage"] = _finite_mean(leakage(x, x_cf, regions).reshape(-1))
     if settings.get("prototypes") is not None:
         report |= _prototype_distances(data, settings.prototypes, x, x_cf, target, valid, shape)
+    if settings.get("tangent") is not None:
+        report["cf/tangent_share"] = _tangent_share(data, settings.tangent, x, x_cf, valid, shape)
     if settings.get("entropy_attribution") is not None:
         y = datamodule.y_test[query_rows]
         report |= _entropy_attribution(data, settings.entropy_attribution, backbone, x, y)
@@ -255,6 +265,24 @@ def _prototype_distances(
         "cf/prototype_l2": _finite_mean(to_cf[valid.reshape(-1).cpu()]),
         "cf/prototype_l2_input": _finite_mean(to_input),
     }
+
+
+def _tangent_share(
+    data: ExplanationData,
+    generative: dict,
+    x: Tensor,
+    x_cf: Tensor,
+    valid: Tensor,
+    shape: tuple[int, ...],
+) -> float:
+    """``cf/tangent_share`` (module docstring): the tangent space at each input, shared by its set."""
+    vae = trained_vae(data, GenerativeConfig.from_mapping(generative))
+    with torch.no_grad():
+        jacobian = decoder_jacobian(vae.decode, vae.encode(x))
+    per_input = x_cf[0].numel() // torch.Size(shape).numel()
+    delta = x_cf.reshape(-1, *shape) - x.repeat_interleave(per_input, dim=0)
+    shares = tangent_share(delta, jacobian.repeat_interleave(per_input, dim=0))
+    return _finite_mean(shares[valid.reshape(-1).cpu()])
 
 
 def _entropy_attribution(
