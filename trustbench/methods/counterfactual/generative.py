@@ -417,6 +417,11 @@ class LatentExplainer(SeededExplainer):
             )
         return self.vae.to(device)
 
+    def latent_model(self, device: torch.device) -> nn.Module:
+        """The model whose ``decode`` maps the search's codes to inputs: the fitted VAE, unless a subclass
+        searches other coordinates (diffeomorphic counterfactuals search a normalising flow's)."""
+        return self.fitted_vae(device)
+
     def search(
         self,
         start: Tensor,
@@ -437,7 +442,7 @@ class LatentExplainer(SeededExplainer):
         paste the decoded regions into the originals).
         Rows are independent: Adam's update is element-wise and the loss is a sum over rows.
         """
-        vae = self.fitted_vae(original.device)
+        vae = self.latent_model(original.device)
         z = start.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([z], lr=self.lr)
         done = torch.zeros(len(z), dtype=torch.bool, device=z.device)

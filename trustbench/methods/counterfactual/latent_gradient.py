@@ -43,14 +43,13 @@ class LatentGradient(LatentExplainer):
         generative: Mapping[str, Any] | None = None,
     ) -> None:
         if not 0 < confidence < 1:
-            raise ValueError(f"latent_gradient's confidence is a probability in (0, 1); got {confidence}")
+            raise ValueError(f"{self.name}'s confidence is a probability in (0, 1); got {confidence}")
         super().__init__(steps=steps, lr=lr, generative=generative)
         self.confidence = confidence
 
     def explain(self, model: Classifier, x: Tensor, target: Tensor, constraints: Constraints) -> Tensor:
-        vae = self.fitted_vae(x.device)
         with torch.no_grad():
-            start = vae.encode(x)
+            start = self.latent_model(x.device).encode(x)
         rows = torch.arange(len(x), device=x.device)
 
         def objective(z: Tensor, candidate: Tensor) -> Tensor:
