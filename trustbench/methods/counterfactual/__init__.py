@@ -7,6 +7,7 @@ constructs one by name. Each explainer lives in the module named after it.
 from trustbench.methods.counterfactual.clue import Clue, DeltaClue, NablaClue
 from trustbench.methods.counterfactual.deduce import DeDUCE
 from trustbench.methods.counterfactual.dice import DiCE
+from trustbench.methods.counterfactual.diffeomorphic import Diffeomorphic
 from trustbench.methods.counterfactual.dive import DiVE
 from trustbench.methods.counterfactual.explainer import EXPLAINERS, Explainer, ExplanationData, build
 from trustbench.methods.counterfactual.glam_clue import GlamClue
@@ -27,6 +28,7 @@ __all__ = [
     "DeDUCE",
     "DeltaClue",
     "DiCE",
+    "Diffeomorphic",
     "DiVE",
     "Explainer",
     "ExplanationData",
