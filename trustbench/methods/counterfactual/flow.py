@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from trustbench.config_blocks import checked_keys
 from trustbench.methods.counterfactual.explainer import ExplanationData
-from trustbench.methods.counterfactual.generative import OneHotGroups, cached_generative
+from trustbench.methods.counterfactual.generative import OneHotGroups, OutputSpace, cached_generative
 
 _LEVELS = 256
 """8-bit pixels: the dequantisation spreads each of the 256 levels over a bin of width 1/256."""
@@ -79,11 +79,7 @@ class PixelFlow(nn.Module):
             raise ValueError("the pixel flow models images; data with one-hot groups needs a VAE explainer")
         self.config = config
         self.input_shape = tuple(input_shape)
-        span = upper - lower
-        self.register_buffer("lower", lower.detach().clone().float(), persistent=False)
-        self.register_buffer(
-            "span", torch.where(span > 0, span, torch.ones_like(span)).float(), persistent=False
-        )
+        self.space = OutputSpace(lower, upper)  # only its pixel range: lower and span
         self.flow = zuko.flows.RealNVP(
             math.prod(input_shape), transforms=config.transforms, hidden_features=(config.hidden,) * 2
         )
@@ -97,11 +93,11 @@ class PixelFlow(nn.Module):
         logits = self.flow().transform.inv(z)
         squeezed = (torch.sigmoid(logits) - self.config.alpha) / (1 - 2 * self.config.alpha)
         unit = (squeezed * _LEVELS - 0.5) / (_LEVELS - 1)
-        return self.lower + unit.view(-1, *self.input_shape) * self.span
+        return self.space.lower + unit.view(-1, *self.input_shape) * self.space.span
 
     def sample(self, count: int, generator: torch.Generator) -> Tensor:
         """`count` images drawn from the flow (base noise from `generator`), in model-input space."""
-        z = torch.randn(count, math.prod(self.input_shape), generator=generator).to(self.lower.device)
+        z = torch.randn(count, math.prod(self.input_shape), generator=generator).to(self.space.lower.device)
         return self.decode(z)
 
     def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
@@ -116,7 +112,7 @@ class PixelFlow(nn.Module):
         return -log_density.mean() / logits.shape[1]
 
     def _unit(self, x: Tensor) -> Tensor:
-        return ((x - self.lower) / self.span).clamp(0.0, 1.0).flatten(1)
+        return ((x - self.space.lower) / self.space.span).clamp(0.0, 1.0).flatten(1)
 
     def _logits(self, unit: Tensor, noise: Tensor | float) -> Tensor:
         dequantised = (unit * (_LEVELS - 1) + noise) / _LEVELS
