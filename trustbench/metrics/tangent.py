@@ -1,6 +1,6 @@
 """How much of a counterfactual's change lies in the tangent space of the data manifold.
 
-Dombrowski et al. (arXiv:2206.05075, §5) compare diffeomorphic counterfactuals with the conventional
+Dombrowski et al. (arXiv:2206.05075) compare diffeomorphic counterfactuals with the conventional
 attack in pixel space by splitting the change δ = x' − x into its component in the tangent space of the
 data manifold at x and the orthogonal rest. The manifold is estimated by a generative model's decoder D
 with latent codes z: its tangent space at D(z) is the column space of the Jacobian J_D(z) (D × L). The

@@ -95,11 +95,6 @@ class PixelFlow(nn.Module):
         unit = (squeezed * _LEVELS - 0.5) / (_LEVELS - 1)
         return self.space.lower + unit.view(-1, *self.input_shape) * self.space.span
 
-    def sample(self, count: int, generator: torch.Generator) -> Tensor:
-        """`count` images drawn from the flow (base noise from `generator`), in model-input space."""
-        z = torch.randn(count, math.prod(self.input_shape), generator=generator).to(self.space.lower.device)
-        return self.decode(z)
-
     def training_loss(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Mean negative log-density per pixel (nats) of dequantised `x`; the noise comes from `generator`."""
         noise = torch.rand(len(x), math.prod(self.input_shape), generator=generator).to(x.device)
