@@ -17,6 +17,7 @@ import pytest
 from conftest import result, trustbench
 from fake_datasets import write_data_dir
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 
 from trustbench.app import CONFIG_DIR
@@ -112,6 +113,14 @@ def smaller_evaluation(cfg) -> tuple[str, ...]:
     return tuple(overrides)
 
 
+def first_value(key: str, values: object) -> str:
+    """The first value a sweeper's `key: values` runs (a list `a,b`, `range(20)`, ...), as Hydra parses it."""
+    override = OverridesParser.create().parse_overrides([f"{key}={values}"])[0]
+    if override.is_sweep_override():
+        return next(iter(override.sweep_string_iterator()))
+    return override.get_value_element_as_str()
+
+
 def describe(name: str) -> Experiment:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment={name}"], return_hydra_config=True)
@@ -122,10 +131,8 @@ def describe(name: str) -> Experiment:
         name,
         sweeps=cfg.hydra.mode == RunMode.MULTIRUN,
         swept_methods=tuple(swept.split(",")) if swept else (),
-        pinned=tuple(
-            f"{key}={str(values).split(',')[0]}"  # a command-line value beats the sweeper's list
-            for key, values in params.items()
-            if key != "method"
+        pinned=tuple(  # a command-line value beats the sweeper's list
+            f"{key}={first_value(key, values)}" for key, values in params.items() if key != "method"
         ),
         table_metrics=tuple(table.get("metrics") or ()) if table else (),
         prints_supervisor_table=bool(table) and table._target_.endswith("PrintSupervisorTable"),
