@@ -74,17 +74,15 @@ def smaller_evaluation(cfg) -> tuple[str, ...]:
     and keys (the key levels ±1 stay) at a fraction of the cost (stress_adult's smoke run: 76 s of CPU
     before; sngp_cifar10's 30 s -> 10 s)."""
     overrides = []
+    table = cfg.hydra.callbacks.get("table")
+    keys = (table.get("metrics") or []) if table else []  # the metrics its printed table shows
     if cfg.data.get("stress"):
         overrides += ["data.stress.levels=3", "data.stress.bootstrap=2"]
-        table = cfg.hydra.callbacks.get("table")
-        keys = (table.get("metrics") or []) if table else []
         shown = sorted({key.split("/")[3] for key in keys if key.startswith("stress/")})
         if shown:  # only the transforms its table shows (the others are the stress suite tests' business)
             overrides.append(f"data.stress.transforms=[{','.join(shown)}]")
     shift = cfg.data.get("shift")
     if shift:  # one corruption, at the severities the table shows
-        table = cfg.hydra.callbacks.get("table")
-        keys = (table.get("metrics") or []) if table else []
         severities = sorted({key.split("/")[2] for key in keys if key.startswith("shift/mean/")}, key=int)
         overrides.append(f"data.shift.corruptions=[{shift.corruptions[0]}]")
         if severities:
