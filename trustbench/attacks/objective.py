@@ -1,4 +1,5 @@
-"""What every attack maximises: the cross-entropy of the whole defended pipeline, with its gradient.
+"""What every attack maximises: the cross-entropy of the whole defended pipeline, with its gradient (and
+for DeepFool the gaps between classes' log-probabilities, with theirs).
 
 Following Tramèr, Carlini, Brendel & Madry ("On Adaptive Attacks to Adversarial Example Defenses",
 NeurIPS 2020), the attack differentiates the method's own `predict` end to end (ensembles, MC dropout,
@@ -38,15 +39,39 @@ class Objective:
             inputs = x.detach().requires_grad_(True)
             with torch.enable_grad():
                 loss = self.loss(inputs, y)
-                if not loss.requires_grad:
-                    raise ConfigError(
-                        f"the prediction of {self.name} is not differentiable in its input, so gradient "
-                        "attacks cannot reach it (BPDA is not implemented); evaluate another method"
-                    )
+                self._check_differentiable(loss)
                 (grad,) = torch.autograd.grad(loss.sum(), inputs)
             losses.append(loss.detach())
             grads.append(grad)
         return torch.stack(losses).mean(0), torch.stack(grads).mean(0)
+
+    def class_gaps(self, x: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+        """log p_k(x) − log p_c(x) for c = ``classes[:, 0]`` and each k in ``classes[:, 1:]`` (N×(K−1)), and
+        their input gradients (N×(K−1)×…), each the mean over `eot_samples` draws of the model. For one
+        softmax these are the logit differences DeepFool linearises; probabilities are clamped at the
+        smallest normal float, so a class below it has a zero gradient (and is never the closest)."""
+        gaps, grads = [], []
+        for _ in range(self.eot_samples):
+            inputs = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                log_probs = self.probabilities(inputs).clamp_min(torch.finfo(x.dtype).tiny).log()
+                chosen = log_probs.gather(1, classes)
+                gap = chosen[:, 1:] - chosen[:, :1]
+                self._check_differentiable(gap)
+                columns = [
+                    torch.autograd.grad(gap[:, k].sum(), inputs, retain_graph=k < gap.shape[1] - 1)[0]
+                    for k in range(gap.shape[1])
+                ]
+            gaps.append(gap.detach())
+            grads.append(torch.stack(columns, dim=1))
+        return torch.stack(gaps).mean(0), torch.stack(grads).mean(0)
+
+    def _check_differentiable(self, value: Tensor) -> None:
+        if not value.requires_grad:
+            raise ConfigError(
+                f"the prediction of {self.name} is not differentiable in its input, so gradient "
+                "attacks cannot reach it (BPDA is not implemented); evaluate another method"
+            )
 
     @torch.no_grad()
     def predicted(self, x: Tensor) -> Tensor:

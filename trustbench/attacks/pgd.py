@@ -1,8 +1,9 @@
 """Projected gradient descent (Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018) in ℓ∞ and ℓ2.
 
 Each restart starts at a uniformly random point of the ε-ball (ℓ∞: per feature; ℓ2: a uniform direction
-scaled by ε·u^(1/d)), then takes `steps` steps of size `step_size` (ℓ∞: along the gradient's sign; ℓ2:
-along the normalised gradient), projecting onto the ball and the valid input range after each. An
+scaled by ε·u^(1/d)), or at the input itself without a random start (the basic iterative method,
+:mod:`trustbench.attacks.fgsm`), then takes `steps` steps of size `step_size` (ℓ∞: along the gradient's
+sign; ℓ2: along the normalised gradient), projecting onto the ball and the valid input range after each. An
 example counts as broken when any iterate of any restart is misclassified (the attack keeps the first
 misclassified point it finds), so more steps and restarts can only lower robust accuracy.
 """
@@ -71,9 +72,10 @@ def iterates(
     steps: int,
     size: float,
     generator: torch.Generator | None,
+    random_start: bool = True,
 ) -> Iterator[Tensor]:
-    """The random start and each of the `steps` PGD iterates of one restart, in order."""
-    x_adv = threat.random_start(x, generator)
+    """The start (random, or `x` itself) and each of the `steps` PGD iterates of one restart, in order."""
+    x_adv = threat.random_start(x, generator) if random_start else x.clone()
     yield x_adv
     for _ in range(steps):
         _, grad = objective.gradient(x_adv, y)
@@ -93,17 +95,19 @@ def pgd(
     threat: Threat,
     steps: int,
     restarts: int,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     step_size: float | None = None,
+    random_start: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Adversarial examples (N×…) and whether each example was misclassified at some iterate (N,);
-    `step_size` defaults to :func:`default_step_size`. The attack stops once every example is broken."""
+    `step_size` defaults to :func:`default_step_size`. The attack stops once every example is broken.
+    Without `random_start` every restart is the same deterministic path, so one is enough."""
     size = step_size if step_size is not None else default_step_size(threat, steps)
     breaks = Breaks(objective, x, y)
     if threat.eps == 0:
         return breaks.result()
     for _ in range(restarts):
-        for x_adv in iterates(objective, x, y, threat, steps, size, generator):
+        for x_adv in iterates(objective, x, y, threat, steps, size, generator, random_start):
             if breaks.record(x_adv):
                 return breaks.result()
     return breaks.result()
