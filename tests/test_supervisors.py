@@ -1,5 +1,5 @@
-"""The supervisor benchmark's pieces: the minimal-ε adversarial set on a linear model whose exact distances
-are known, the MNIST-C-style corruption mix, variation ratio, the settings' errors and the table."""
+"""The supervisor benchmark's pieces: the MNIST-C-style corruption mix, variation ratio, the settings' errors
+and the table (the minimal-ε adversarial set: tests/test_attacks_minimal.py)."""
 
 from __future__ import annotations
 
@@ -7,46 +7,12 @@ import pandas as pd
 import pytest
 import torch
 import xai_models
-from torch import nn
 
-from trustbench.attacks.objective import Objective
 from trustbench.data import shifts
 from trustbench.errors import ConfigError
 from trustbench.evaluation.supervisor_scores import variation_ratio
-from trustbench.evaluation.supervisor_sets import SupervisorSettings, minimal_adversarial, mixed_corruptions
+from trustbench.evaluation.supervisor_sets import SupervisorSettings, mixed_corruptions
 from trustbench.results.supervisor_table import supervisor_table
-
-UNBOUNDED = (torch.tensor(-1e6), torch.tensor(1e6))
-
-
-def test_adversarial_rows_are_kept_at_the_smallest_grid_eps_beyond_their_exact_boundary_distance():
-    """A two-class linear model z = (0, w·x + b) on 120 real digits: a digit's exact ℓ∞ distance to the
-    boundary is |w·x + b| / ‖w‖₁, so PGD flips it first at the smallest grid ε above that distance."""
-    x = xai_models.mnist().x_test[:120]
-    w = torch.randn(784, generator=torch.Generator().manual_seed(0)) * 0.05
-    margin = x.flatten(1) @ w
-    bias = -margin.median()
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 2))
-    with torch.no_grad():
-        net[1].weight.copy_(torch.stack([torch.zeros(784), w]))
-        net[1].bias.copy_(torch.tensor([0.0, bias]))
-    score = margin + bias
-    distance = score.abs() / w.abs().sum()
-    labels = (score > 0).long()
-    labels[:10] = 1 - labels[:10]  # ten misclassified digits: nothing to flip, so they are dropped
-    grid = torch.tensor([0.2, 0.4, 0.6, 0.8]).mul(distance.max()).tolist()
-    objective = Objective(lambda z: net(z).softmax(dim=1))
-    adversarial, eps, rows = minimal_adversarial(objective, x, labels, tuple(grid), 20, UNBOUNDED, seed=0)
-
-    reachable = (torch.arange(120) >= 10) & (distance < grid[-1] * 0.98)
-    assert set(rows.tolist()) >= set(reachable.nonzero().squeeze(1).tolist())
-    assert (rows >= 10).all() and (distance[rows] <= grid[-1] * 1.02).all()
-    expected = torch.tensor(grid)[torch.searchsorted(torch.tensor(grid), distance[rows])]
-    clear = ((torch.tensor(grid)[:, None] - distance[rows]).abs() > 0.02 * distance[rows]).all(dim=0)
-    assert clear.sum() > 50
-    torch.testing.assert_close(eps[clear], expected[clear])
-    assert (objective.predicted(adversarial) != labels[rows]).all()
-    assert ((adversarial - x[rows]).abs().flatten(1).amax(1) <= eps * (1 + 1e-5)).all()
 
 
 def test_each_corruption_of_the_shift_suite_takes_every_seventh_image():

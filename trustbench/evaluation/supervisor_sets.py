@@ -12,12 +12,11 @@ forgotten danger in DNN supervision testing", EMSE 2023, ``supervisor_benchmark/
   scale, rotation, brightness, translation, stripes, fog, spatter, dotted lines, zigzags, Canny edges);
   the seven here are CIFAR-10-C's Gaussian and shot noise, blur, contrast, brightness, pixelation and a
   rotation, the corruptions the shift suite already defines.
-- ``adversarial``: the nominal images the model classifies correctly, attacked by PGD ℓ∞ (random start,
-  ``steps`` steps of 2.5 ε / steps) at each ε of ``eps`` in increasing order; an image is kept at the
-  first ε whose attack flips its prediction, the smallest ε of the grid that does, and dropped when none
-  does. The reference keeps the minimal successful ε of foolbox's FGSM, PGD, BIM and DeepFool; here one
-  attack, on the method's whole prediction (:mod:`trustbench.attacks.objective`), so every method is
-  attacked through its own uncertainty machinery (one sampled pass per step for MC dropout).
+- ``adversarial``: the nominal images the model classifies correctly, each at the smallest ℓ∞ ε at which
+  DeepFool, or FGSM, BIM or PGD at an ε of ``eps`` (``steps`` steps), flips its prediction, as the
+  reference's foolbox attacks (:mod:`trustbench.attacks.minimal`); images no attack flips are dropped.
+  The attacks differentiate the method's whole prediction (:mod:`trustbench.attacks.objective`), so every
+  method is attacked through its own uncertainty machinery (one sampled pass per step for MC dropout).
 
 Settings are ``data.supervisors`` (:class:`SupervisorSettings`).
 """
@@ -29,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from trustbench.attacks.minimal import minimal_adversarial
 from trustbench.attacks.objective import Objective
-from trustbench.attacks.pgd import Threat, pgd
 from trustbench.config_blocks import checked_keys
 from trustbench.data import shifts
 from trustbench.data.ambiguess import AmbiGuessSettings, AmbiguousSet, generate_ambiguous
@@ -99,6 +97,7 @@ class SupervisorSets:
     non_nominal: dict[str, Tensor]
     ambiguous: AmbiguousSet
     adversarial_eps: Tensor
+    adversarial_attacks: tuple[str, ...]
 
 
 def build_supervisor_sets(context: EvaluationContext, settings: SupervisorSettings) -> SupervisorSets:
@@ -124,7 +123,7 @@ def build_supervisor_sets(context: EvaluationContext, settings: SupervisorSettin
     def probabilities(inputs: Tensor) -> Tensor:
         return module.predict(inputs).probs
 
-    adversarial, eps, _ = minimal_adversarial(
+    adversarial = minimal_adversarial(
         Objective(probabilities, 1, cfg.method.name),
         nominal.to(module.device),
         dataset.y_test[rows].to(module.device),
@@ -140,10 +139,11 @@ def build_supervisor_sets(context: EvaluationContext, settings: SupervisorSettin
             "ambiguous": datamodule.normalize_inputs(ambiguous.images),
             "invalid": invalid,
             "corrupted": datamodule.normalize_inputs(mixed_corruptions(raw, settings.severity, cfg.seed)),
-            "adversarial": adversarial,
+            "adversarial": adversarial.inputs,
         },
         ambiguous=ambiguous,
-        adversarial_eps=eps,
+        adversarial_eps=adversarial.eps,
+        adversarial_attacks=adversarial.attacks,
     )
 
 
@@ -155,32 +155,3 @@ def mixed_corruptions(images: Tensor, severity: int, seed: int) -> Tensor:
         chosen = slice(index, None, len(names))
         corrupted[chosen] = shifts.corrupt(images[chosen], name, severity, seed)
     return corrupted
-
-
-def minimal_adversarial(
-    objective: Objective,
-    x: Tensor,
-    y: Tensor,
-    eps_grid: tuple[float, ...],
-    steps: int,
-    bounds: tuple[Tensor, Tensor],
-    seed: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Adversarial versions of the rows of `x` that `objective`'s model classifies correctly, each at the
-    smallest ε of `eps_grid` whose PGD ℓ∞ attack flips its prediction; that ε per kept row; and the kept
-    rows' indices into `x`. Rows no ε flips are dropped. `bounds` is the valid input range (lower, upper),
-    broadcastable to `x`."""
-    correct = (objective.predicted(x) == y).nonzero().squeeze(1)
-    x, y = x[correct], y[correct]
-    generator = torch.Generator().manual_seed(seed)
-    adversarial, eps_found = x.clone(), torch.full((len(x),), float("nan"), device=x.device)
-    for eps in sorted(eps_grid):
-        todo = eps_found.isnan().nonzero().squeeze(1)
-        if not len(todo):
-            break
-        threat = Threat("linf", eps, *bounds)
-        attacked, fooled = pgd(objective, x[todo], y[todo], threat, steps, 1, generator)
-        adversarial[todo[fooled]] = attacked[fooled]
-        eps_found[todo[fooled]] = eps
-    kept = ~eps_found.isnan()
-    return adversarial[kept].cpu(), eps_found[kept].cpu(), correct[kept].cpu()

@@ -12,8 +12,10 @@ Keys:
 - ``sup/<supervisor>/<set>/auroc``: the non-nominal set positive, higher score = flagged, ties one half
   (:func:`trustbench.metrics.ood.ood_metrics`); 0.5 is chance, below it the supervisor flags nominal
   inputs more than these.
-- ``sup/<set>/size``: inputs in each set (the adversarial set keeps only the images an ε of the grid
-  flips); ``sup/adversarial/mean_eps``: the mean smallest flipping ε of the kept images.
+- ``sup/<set>/size``: inputs in each set (the adversarial set keeps only the images an attack flips);
+  ``sup/adversarial/mean_eps`` and ``median_eps``: the mean and median smallest flipping ℓ∞ ε of the kept
+  images; ``sup/adversarial/share_<attack>``: the share of them each attack (deepfool, fgsm, bim, pgd)
+  produced (:mod:`trustbench.attacks.minimal`).
 - ``sup/ambiguous/class_accuracy`` and ``sup/ambiguous/real_fake_accuracy``: the rAAEs' acceptance
   numbers, averaged over pairs (the reference keeps rAAEs with at least 0.9 and within (0.4, 0.6)).
 - ``sup/nominal/acc``: the model's accuracy on the nominal set.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from trustbench.attacks.minimal import ATTACKS
 from trustbench.evaluation.context import EvaluationContext, predict_all
 from trustbench.evaluation.supervisor_scores import method_supervisor, posthoc_supervisor
 from trustbench.evaluation.supervisor_sets import SupervisorSets, SupervisorSettings, build_supervisor_sets
@@ -73,4 +76,8 @@ def _set_facts(context: EvaluationContext, sets: SupervisorSets) -> dict[str, fl
     }
     if len(sets.adversarial_eps):
         facts["sup/adversarial/mean_eps"] = float(sets.adversarial_eps.mean())
+        facts["sup/adversarial/median_eps"] = float(sets.adversarial_eps.quantile(0.5))
+        for attack in ATTACKS:
+            share = sets.adversarial_attacks.count(attack) / len(sets.adversarial_attacks)
+            facts[f"sup/adversarial/share_{attack}"] = share
     return facts
