@@ -186,20 +186,25 @@ def _impulse_noise(images: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def _glass_blur(images: Tensor, generator: torch.Generator) -> Tensor:
-    shuffled = (_vertical_blur(images, GLASS_SIGMA) * 255).floor()[:, 0] / 255
-    positions = range(SIDE - GLASS_MAX_DELTA, GLASS_MAX_DELTA, -1)
-    steps = GLASS_ITERATIONS * len(positions) ** 2
-    swaps = torch.rand(steps, len(images), generator=generator) < 0.5
-    offsets = torch.randint(-GLASS_MAX_DELTA, GLASS_MAX_DELTA, (steps, 2, len(images)), generator=generator)
+    quantised = (_vertical_blur(images, GLASS_SIGMA) * 255).floor() / 255
+    pixels = quantised.reshape(len(images), SIDE * SIDE)
+    positions = torch.arange(SIDE - GLASS_MAX_DELTA, GLASS_MAX_DELTA, -1)
+    rows = positions.repeat_interleave(len(positions)).repeat(GLASS_ITERATIONS)
+    columns = positions.repeat(len(positions) * GLASS_ITERATIONS)
+    here = rows * SIDE + columns  # flat index of each step's pixel, in the reference's order
+    shape = (len(here), len(images))
+    swaps = torch.rand(shape, generator=generator) < 0.5
+    row_offsets, column_offsets = (
+        torch.randint(-GLASS_MAX_DELTA, GLASS_MAX_DELTA, shape, generator=generator) for _ in range(2)
+    )
+    # a pixel that does not swap "swaps" with itself
+    there = here[:, None] + torch.where(swaps, row_offsets * SIDE + column_offsets, 0)
     image = torch.arange(len(images))
-    order = [(row, column) for _ in range(GLASS_ITERATIONS) for row in positions for column in positions]
-    for step, (row, column) in enumerate(order):
-        chosen = image[swaps[step]]
-        other_row, other_column = row + offsets[step, 0, chosen], column + offsets[step, 1, chosen]
-        here = shuffled[chosen, row, column]
-        shuffled[chosen, row, column] = shuffled[chosen, other_row, other_column]
-        shuffled[chosen, other_row, other_column] = here
-    return _vertical_blur(shuffled[:, None], GLASS_SIGMA)
+    for step in range(len(here)):
+        taken = pixels[:, here[step]].clone()
+        pixels[:, here[step]] = pixels[image, there[step]]
+        pixels[image, there[step]] = taken
+    return _vertical_blur(pixels.reshape(images.shape), GLASS_SIGMA)
 
 
 def _motion_blur(images: Tensor, generator: torch.Generator) -> Tensor:
