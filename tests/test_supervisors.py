@@ -1,5 +1,5 @@
-"""The supervisor benchmark's pieces: the MNIST-C-style corruption mix, variation ratio, the settings' errors
-and the table (the minimal-ε adversarial set: tests/test_attacks_minimal.py)."""
+"""The supervisor benchmark's pieces: the MNIST-C and CIFAR-10-C corruption mixes, variation ratio, the
+settings' errors and the table (the minimal-ε adversarial set: tests/test_attacks_minimal.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,43 @@ import pytest
 import torch
 import xai_models
 
-from trustbench.data import shifts
+from trustbench.data import mnist_c, shifts
 from trustbench.errors import ConfigError
 from trustbench.evaluation.supervisor_scores import variation_ratio
-from trustbench.evaluation.supervisor_sets import SupervisorSettings, mixed_corruptions
+from trustbench.evaluation.supervisor_sets import SupervisorSettings, corruption_family, mixed_corruptions
 from trustbench.results.supervisor_table import supervisor_table
+
+
+def test_each_mnist_c_corruption_takes_every_fifteenth_image():
+    images = xai_models.mnist().x_test[:30]
+    mixed = mixed_corruptions(images, "mnist_c", severity=3, seed=0)
+    for index, name in enumerate(mnist_c.MNIST_C):
+        torch.testing.assert_close(mixed[index::15], mnist_c.corrupt(images[index::15], name, 0))
+    few = mixed_corruptions(images[:3], "mnist_c", severity=3, seed=0)  # fewer images than corruptions
+    for index, name in enumerate(list(mnist_c.MNIST_C)[:3]):
+        one = slice(index, index + 1)
+        torch.testing.assert_close(few[one], mnist_c.corrupt(images[one], name, 0))
 
 
 def test_each_corruption_of_the_shift_suite_takes_every_seventh_image():
     images = xai_models.mnist().x_test[:21]
-    mixed = mixed_corruptions(images, severity=3, seed=0)
+    mixed = mixed_corruptions(images, "cifar_c", severity=3, seed=0)
     for index, name in enumerate(shifts.CORRUPTIONS):
         torch.testing.assert_close(mixed[index::7], shifts.corrupt(images[index::7], name, 3, 0))
     assert not torch.equal(mixed, images)
-    few = mixed_corruptions(images[:3], severity=3, seed=0)  # fewer images than corruptions
-    torch.testing.assert_close(few, torch.cat([mixed[0:1], mixed[1:2], mixed[2:3]]))
+
+
+def test_the_corruption_family_defaults_to_mnist_c_on_28x28_grayscale_only():
+    default = SupervisorSettings.from_config({"invalid": "mnist"})
+    assert corruption_family(default, (1, 28, 28)) == "mnist_c"
+    assert corruption_family(default, (3, 32, 32)) == "cifar_c"
+    chosen = SupervisorSettings.from_config({"invalid": "mnist", "corruptions": "cifar_c"})
+    assert corruption_family(chosen, (1, 28, 28)) == "cifar_c"
+    forced = SupervisorSettings.from_config({"invalid": "svhn", "corruptions": "mnist_c"})
+    with pytest.raises(ConfigError, match="mnist_c needs 1x28x28 images.*are 3x32x32: use cifar_c"):
+        corruption_family(forced, (3, 32, 32))
+    with pytest.raises(ConfigError, match="corruptions must be one of mnist_c, cifar_c .*got 'imagenet_c'"):
+        SupervisorSettings.from_config({"invalid": "mnist", "corruptions": "imagenet_c"})
 
 
 def test_variation_ratio_counts_the_votes_against_the_most_voted_class():
