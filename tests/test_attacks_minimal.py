@@ -14,6 +14,7 @@ from trustbench.attacks.fgsm import bim, fgsm
 from trustbench.attacks.minimal import ATTACKS, minimal_adversarial
 from trustbench.attacks.objective import Objective
 from trustbench.attacks.pgd import Threat
+from trustbench.errors import ConfigError
 
 UNBOUNDED = (torch.tensor(-1e6), torch.tensor(1e6))
 PIXELS = (torch.tensor(0.0), torch.tensor(1.0))
@@ -109,6 +110,24 @@ def test_deepfool_lands_the_overshoot_past_the_nearest_linear_boundary(norm: str
     delta = (moved - x).flatten(1)
     size = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
     torch.testing.assert_close(size, 1.02 * (distance + STABILITY), rtol=2e-3, atol=1e-6)
+
+
+def test_class_gaps_of_a_softmax_are_its_logit_gaps_and_their_weight_differences(multiclass: dict) -> None:
+    x, y, weight, bias = multiclass["x"][:5], multiclass["y"][:5], multiclass["weight"], multiclass["bias"]
+    classes = torch.stack([y, (y + 3) % 10, (y + 7) % 10], dim=1)
+    gaps, grads = multiclass["objective"].class_gaps(x, classes)
+    scores = x.flatten(1) @ weight.T + bias
+    chosen = scores.gather(1, classes)
+    torch.testing.assert_close(gaps, chosen[:, 1:] - chosen[:, :1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        grads.flatten(2), weight[classes[:, 1:]] - weight[classes[:, :1]], atol=1e-5, rtol=1e-4
+    )
+
+
+def test_deepfool_names_a_prediction_it_cannot_differentiate(binary: dict) -> None:
+    hard = Objective(lambda z: nn.functional.one_hot(binary["net"](z).argmax(dim=1), 2).float(), name="votes")
+    with pytest.raises(ConfigError, match="the prediction of votes is not differentiable in its input"):
+        deepfool(hard, binary["x"][:4], binary["y"][:4], "linf", PIXELS)
 
 
 def test_deepfool_keeps_to_the_pixel_range_and_leaves_misclassified_digits_alone(multiclass: dict) -> None:
