@@ -212,6 +212,18 @@ def test_parameter_count_matches_reference(name: str, input_shape: tuple[int, ..
     assert parameter_count(build(name, input_shape)) == expected
 
 
+def test_a_narrower_resnet18_keeps_the_architecture() -> None:
+    """ResNet-18 of first-stage width w has 2724·w² + 257·w + 10 weights on CIFAR-10 (by hand, stage by
+    stage: stem 27w+2w; stage1 36w²+8w; stage2 56w²+12w, 72w²+8w; stage3 224w²+24w, 288w²+16w; stage4
+    896w²+48w, 1152w²+32w; head 80w+10): w = 64 gives the reference's 11,173,962."""
+    assert 2724 * 64**2 + 257 * 64 + 10 == 11_173_962
+    narrow = ResNet18(CIFAR, NUM_CLASSES, base_width=8)
+    assert parameter_count(narrow) == 2724 * 8**2 + 257 * 8 + 10 == 176_402
+    assert narrow.feature_dim == 64 and narrow(batch(CIFAR)).shape == (BATCH, NUM_CLASSES)
+    with pytest.raises(ValueError, match="base_width >= 1"):
+        ResNet18(CIFAR, NUM_CLASSES, base_width=0)
+
+
 def test_wrn28_10_parameter_count_matches_reference(wrn28_10: Backbone) -> None:
     # Bias-free convs as in the authors' code: stem 432; group1 256,352+3·461,440;
     # group2 1,434,560+3·1,844,480; group3 5,736,320+3·7,375,360; final bn 1,280; head 6,410.

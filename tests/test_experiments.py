@@ -70,9 +70,9 @@ class Experiment:
 
 def smaller_evaluation(cfg) -> tuple[str, ...]:
     """Fewer points explained, fewer stress levels and resamples, only the stress transforms and shift
-    severities the table shows, one corruption, a Wide ResNet of depth 10 and width 1: the same code paths
-    and keys (the key levels ±1 stay) at a fraction of the cost (stress_adult's smoke run: 76 s of CPU
-    before; sngp_cifar10's 30 s -> 10 s)."""
+    severities the table shows, one corruption, a Wide ResNet of depth 10 and width 1, a ResNet-18 8
+    channels wide: the same code paths and keys (the key levels ±1 stay) at a fraction of the cost
+    (stress_adult's smoke run: 76 s of CPU before; sngp_cifar10's 30 s -> 10 s)."""
     overrides = []
     table = cfg.hydra.callbacks.get("table")
     keys = (table.get("metrics") or []) if table else []  # the metrics its printed table shows
@@ -89,6 +89,8 @@ def smaller_evaluation(cfg) -> tuple[str, ...]:
             overrides.append(f"data.shift.severities=[{','.join(severities)}]")
     if cfg.backbone.net.get("widen_factor"):  # WRN-28-10's 36M weights: the same class at 10-1 (~77k)
         overrides += ["backbone.net.depth=10", "backbone.net.widen_factor=1"]
+    if cfg.backbone.net.get("base_width"):  # ResNet-18's 11M weights: the same class 8 channels wide (176k)
+        overrides.append("backbone.net.base_width=8")
     if "explain" in cfg.method:
         overrides.append("method.explain.points=3")
         for view in ("prototypes", "oracle"):  # the models these columns score with: one epoch

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from trustbench.backbones.base import Backbone
 from trustbench.backbones.layers import conv3x3, require_image_shape
 
-_WIDTHS = (64, 128, 256, 512)
+_STAGE_MULTIPLIERS = (1, 2, 4, 8)  # stage widths as multiples of the first stage's
 _BLOCKS_PER_STAGE = 2
 
 
@@ -49,7 +49,9 @@ class BasicBlock(nn.Module):
 class ResNet18(Backbone):
     """3×3 stem, stages of widths 64-128-256-512 (strides 1, 2, 2, 2), global average pool, linear head.
 
-    Features are the 512-d pooled activations. Global pooling makes any input side >= 1 work; 32×32
+    `base_width` is the first stage's width (64 in the paper); the others are 2, 4 and 8 times it, so a
+    smaller value gives the same architecture narrower (the smoke runs use 8: 0.4 % of the weights).
+    Features are the 8·base_width-d pooled activations (512-d). Global pooling makes any input side >= 1 work; 32×32
     images reach the pool as 4×4 maps, as in the reference.
 
     Dropout(p) on the pooled features, before the head, is an identity at the default p=0 and what MC
@@ -59,12 +61,16 @@ class ResNet18(Backbone):
 
     input_kind: ClassVar[Literal["image", "vector"]] = "image"
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, input_shape: tuple[int, ...], num_classes: int, dropout: float = 0.0, base_width: int = 64
+    ) -> None:
         super().__init__()
         channels, _, _ = require_image_shape("ResNet18", input_shape)
-        layers: list[nn.Module] = [conv3x3(channels, _WIDTHS[0]), nn.BatchNorm2d(_WIDTHS[0]), nn.ReLU()]
-        channels = _WIDTHS[0]
-        for stage, width in enumerate(_WIDTHS):
+        if base_width < 1:
+            raise ValueError(f"ResNet18 needs base_width >= 1 channel, got {base_width}.")
+        layers: list[nn.Module] = [conv3x3(channels, base_width), nn.BatchNorm2d(base_width), nn.ReLU()]
+        channels = base_width
+        for stage, width in enumerate(base_width * multiplier for multiplier in _STAGE_MULTIPLIERS):
             for block in range(_BLOCKS_PER_STAGE):
                 stride = 2 if stage > 0 and block == 0 else 1
                 layers.append(BasicBlock(channels, width, stride))

@@ -136,8 +136,9 @@ class SpectralResNet18(ResNet18):
         dropout: float = 0.0,
         coeff: float = 3.0,
         n_power_iterations: int = 1,
+        base_width: int = 64,
     ) -> None:
-        super().__init__(input_shape, num_classes, dropout=dropout)
+        super().__init__(input_shape, num_classes, dropout=dropout, base_width=base_width)
         apply_spectral_norm(self, coeff, n_power_iterations)
 
 
