@@ -68,27 +68,31 @@ def test_names_and_shapes_outside_mnist_c_are_refused_in_one_line(digits):
     unknown = r"unknown MNIST-C corruption 'fogg'; valid names: shot_noise, .*canny_edges$"
     with pytest.raises(ValueError, match=unknown):
         corrupt(digits[:2], "fogg")
-    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\); got torch.float32 of shape \(2, 3, 28, 28\)"):
+    wrong = r"raw float images of shape \(N, 1, 28, 28\) in \[0, 1\].*; got torch.float32 of shape "
+    with pytest.raises(ValueError, match=wrong + r"\(2, 3, 28, 28\) with values from 0 to 1$"):
         corrupt(digits[:2].expand(2, 3, 28, 28), "fog")
-    with pytest.raises(ValueError, match="raw images in"):
+    with pytest.raises(ValueError, match=wrong + r"\(2, 1, 28, 28\) with values from -1 to 1$"):
         corrupt(digits[:2] * 2 - 1, "fog")
 
 
+def the_sign_that_maps_the_ramp(image: torch.Tensor, linear_for_angle, angle: float) -> int:
+    """Which of -`angle` and +`angle` (as -1 or +1) warps the ramp exactly into `image` (one of them must)."""
+    matches = []
+    for sign in (-1, 1):
+        expected, inside, outside = affine_expected(linear_for_angle(sign * angle))
+        exact = torch.allclose(image[0][inside], expected[inside], atol=1e-7)
+        matches.append(exact and image[0][outside].abs().max() == 0)
+    assert sum(matches) == 1
+    return -1 if matches[0] else 1
+
+
 def test_shear_is_skimages_shear_of_plus_or_minus_point_four_about_the_centre():
+    def shear(angle: float) -> torch.Tensor:
+        return torch.tensor([[1, -math.sin(angle)], [0, math.cos(angle)]])
+
     sheared = corrupt(ramp(16), "shear", seed=0)
-    signs = []
-    for image in sheared:
-        matches = []
-        for sign in (-1, 1):
-            angle = 0.4 * sign
-            expected, inside, outside = affine_expected(
-                torch.tensor([[1, -math.sin(angle)], [0, math.cos(angle)]])
-            )
-            exact = torch.allclose(image[0][inside], expected[inside], atol=1e-7)
-            matches.append(exact and image[0][outside].abs().max() == 0)
-        assert sum(matches) == 1
-        signs.append(matches.index(True))
-    assert 0 < sum(signs) < 16  # both directions occur
+    signs = {the_sign_that_maps_the_ramp(image, shear, 0.4) for image in sheared}
+    assert signs == {-1, 1}
 
 
 def test_scale_shrinks_about_the_centre_to_seven_tenths():
@@ -99,18 +103,12 @@ def test_scale_shrinks_about_the_centre_to_seven_tenths():
 
 
 def test_rotate_turns_by_plus_or_minus_point_four_radians_about_the_centre():
+    def rotation(angle: float) -> torch.Tensor:
+        return torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+
     turned = corrupt(ramp(16), "rotate", seed=0)
-    signs = []
-    for image in turned:
-        matches = []
-        for angle in (-0.4, 0.4):
-            cos, sin = math.cos(angle), math.sin(angle)
-            expected, inside, outside = affine_expected(torch.tensor([[cos, -sin], [sin, cos]]))
-            exact = torch.allclose(image[0][inside], expected[inside], atol=1e-7)
-            matches.append(exact and image[0][outside].abs().max() == 0)
-        assert sum(matches) == 1
-        signs.append(matches.index(True))
-    assert 0 < sum(signs) < 16
+    signs = {the_sign_that_maps_the_ramp(image, rotation, 0.4) for image in turned}
+    assert signs == {-1, 1}
 
 
 def test_translate_moves_real_digits_by_three_pixels_along_each_axis_with_zeros_coming_in(digits):

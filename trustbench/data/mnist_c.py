@@ -331,15 +331,13 @@ def corrupt(images: Tensor, name: str, seed: int = 0) -> Tensor:
     """
     if name not in MNIST_C:
         raise ValueError(f"unknown MNIST-C corruption {name!r}; valid names: {', '.join(MNIST_C)}")
-    if images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE or not images.is_floating_point():
+    low, high = (float(images.amin()), float(images.amax())) if images.numel() else (0.0, 1.0)
+    shaped = images.ndim == 4 and tuple(images.shape[1:]) == IMAGE_SHAPE and images.is_floating_point()
+    if not shaped or low < 0 or high > 1:
         raise ValueError(
-            f"MNIST-C corruptions take float images of shape (N, 1, 28, 28); got {images.dtype} of shape "
-            f"{tuple(images.shape)}"
-        )
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError(
-            f"MNIST-C corruptions apply to raw images in [0, 1], got values from {float(images.min()):.3g} "
-            f"to {float(images.max()):.3g}; pass the dataset's images, not a normalised datamodule split"
+            "MNIST-C corruptions take raw float images of shape (N, 1, 28, 28) in [0, 1] (the dataset's "
+            f"images, not a normalised datamodule split); got {images.dtype} of shape {tuple(images.shape)} "
+            f"with values from {low:.3g} to {high:.3g}"
         )
     if not len(images):
         return images.clone()
