@@ -60,6 +60,19 @@ def test_one_classifier_is_trained_for_all_detectors(sweep: Path) -> None:
     assert len(trained) == 1
 
 
+def test_plots_false_draws_nothing_and_keeps_every_metric(sweep: Path, tmp_path: Path) -> None:
+    trustbench(
+        "run",
+        *TINY,
+        "method=energy",
+        "plots=false",
+        f"paths.output_dir={sweep}",  # the sweep's model store and feature cache: the same classifier
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert not (tmp_path / "run" / "plots").exists()
+    assert result(tmp_path / "run")["metrics"] == result(sweep / "sweep" / "energy")["metrics"]
+
+
 def test_features_are_extracted_once_per_split(sweep: Path) -> None:
     # train, val (tuning rows), test, validation OOD, and the three test OOD sets
     assert len(list((sweep / ".cache" / "features").glob("*.pt"))) == 7

@@ -29,6 +29,7 @@ class RootSchema:
     seed: int = field(metadata=_at_least(0))
     resume: Literal["auto"] | bool
     threads: int = field(metadata=_at_least(1))
+    plots: bool
 
 
 @dataclass

@@ -34,7 +34,6 @@ from trustbench.attacks.settings import AdversarialSettings
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.evaluation.points import input_range, seeded_rows
 from trustbench.plots.adversarial import robust_accuracy_curves
-from trustbench.plots.figures import log_to_wandb
 
 log = logging.getLogger("trustbench")
 
@@ -99,8 +98,8 @@ def evaluate_adversarial(context: EvaluationContext) -> dict[str, float]:
         f"{cfg.method.name}, {len(x)} test points: PGD {settings.steps} steps × {settings.restarts} "
         f"restart(s), APGD-CE {settings.apgd_steps} steps"
     )
-    path = robust_accuracy_curves(curves, context.run_dir / "plots" / "adv_robust_accuracy.png", title)
-    log_to_wandb({"adv/robust_accuracy": path})
+    path = context.run_dir / "plots" / "adv_robust_accuracy.png"
+    context.draw(lambda: {"adv/robust_accuracy": robust_accuracy_curves(curves, path, title)})
     return metrics
 
 

@@ -24,7 +24,6 @@ from trustbench.evaluation.context import EvaluationContext
 from trustbench.methods.explanations.guided import grad_cam_map
 from trustbench.metrics.explanations import finite_mean
 from trustbench.plots.explanations import saliency_grid
-from trustbench.plots.figures import log_to_wandb
 
 POINTS = 1000
 BATCH = 250
@@ -52,10 +51,8 @@ def evaluate_annotations(context: EvaluationContext) -> dict[str, float]:
     legend = (
         "annotation: red = the object, blue = the decoy square; maps: relevance, each scaled to its maximum"
     )
-    path = saliency_grid(
-        x[:8], maps, titles, context.run_dir / "plots" / "xai_annotations.png", legend=legend
-    )
-    log_to_wandb({"xai/annotations": path})
+    path = context.run_dir / "plots" / "xai_annotations.png"
+    context.draw(lambda: {"xai/annotations": saliency_grid(x[:8], maps, titles, path, legend=legend)})
     return scores
 
 

@@ -19,7 +19,6 @@ import torch
 from trustbench.evaluation.classification import evaluate_classification
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.plots.explanations import rule_weights
-from trustbench.plots.figures import log_to_wandb
 
 
 @torch.no_grad()
@@ -44,6 +43,6 @@ def evaluate_concepts(context: EvaluationContext) -> dict[str, float]:
     classes = list(dataset.class_names or range(weights.shape[0]))
     table = pd.DataFrame(weights.numpy(), index=classes, columns=concepts)
     table.to_csv(context.run_dir / "greybox_rule.csv")
-    path = rule_weights(weights, classes, concepts, context.run_dir / "plots" / "xai_greybox_rule.png")
-    log_to_wandb({"xai/greybox_rule": path})
+    path = context.run_dir / "plots" / "xai_greybox_rule.png"
+    context.draw(lambda: {"xai/greybox_rule": rule_weights(weights, classes, concepts, path)})
     return metrics

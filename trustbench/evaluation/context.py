@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from trustbench.data.arrays import ArrayDataset
 from trustbench.data.loaders import TensorDataModule
 from trustbench.data.ood_sets import build_ood_inputs
 from trustbench.methods.base import Prediction, TrustModule
+from trustbench.plots.figures import log_to_wandb
 
 
 @torch.inference_mode()
@@ -60,6 +61,13 @@ class EvaluationContext:
         if key not in self._predictions:
             self._predictions[key] = predict_all(self.module, x, self.datamodule.eval_batch_size)
         return self._predictions[key]
+
+    def draw(self, figures: Callable[[], Mapping[str, Path]]) -> None:
+        """Draw a suite's figures (`figures` saves its PNGs under plots/ and returns {key: path}) and log
+        them to W&B, unless the run sets ``plots=false``: drawing is up to 40 % of a short run's time
+        (matplotlib's text layout), so a sweep of many short runs may skip it and keep every metric."""
+        if self.cfg.get("plots", True):
+            log_to_wandb(figures())
 
     def for_member(self, cfg: DictConfig, run_dir: Path) -> EvaluationContext:
         """The same fitted method and data under another config and artefact directory (an audit member),

@@ -102,7 +102,6 @@ from trustbench.plots.counterfactual import (
     save_counterfactuals,
     with_original_units,
 )
-from trustbench.plots.figures import log_to_wandb
 
 FACTUALS = ("negative", "all", "uncertain")
 TARGETS = ("other", "all")
@@ -366,16 +365,11 @@ def _write_artefacts(
         save_counterfactuals(with_original_units(records, encoded, encoded_cf, x_cf, meta), context.run_dir)
         save_changed_features(changed_features(encoded, encoded_cf, meta), context.run_dir)
     if context.dataset.kind == "image":
-        path = image_grid(
-            x,
-            x_cf,
-            probs,
-            logits_cf.softmax(dim=-1),
-            target,
-            context.run_dir / "plots" / "counterfactuals.png",
-            class_names=context.dataset.class_names,
+        path = context.run_dir / "plots" / "counterfactuals.png"
+        probs_cf, names = logits_cf.softmax(dim=-1), context.dataset.class_names
+        context.draw(
+            lambda: {"cf/examples": image_grid(x, x_cf, probs, probs_cf, target, path, class_names=names)}
         )
-        log_to_wandb({"cf/examples": path})
 
 
 def _encoded(context: EvaluationContext, x: Tensor) -> Tensor:

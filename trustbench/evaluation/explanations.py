@@ -46,7 +46,6 @@ from trustbench.metrics.explanations import (
     topk_intersection,
 )
 from trustbench.plots.explanations import feature_bars, saliency_grid
-from trustbench.plots.figures import log_to_wandb
 from trustbench.results.record import write_bytes_atomically
 
 log = logging.getLogger("trustbench")
@@ -155,8 +154,8 @@ def _attacks(context: EvaluationContext, model: nn.Module, x: Tensor, target: Te
     metrics, maps = attack_metrics(model, x[:points], target[:points], settings, name, bounds)
     if context.dataset.kind == "image":
         titles = [f"predicted {t}" for t in target[:points].tolist()]
-        path = saliency_grid(x, maps, titles, context.run_dir / "plots" / "xai_attacks.png", max_columns=6)
-        log_to_wandb({"xai/attacks": path})
+        path = context.run_dir / "plots" / "xai_attacks.png"
+        context.draw(lambda: {"xai/attacks": saliency_grid(x, maps, titles, path, max_columns=6)})
     return metrics
 
 
@@ -170,9 +169,8 @@ def _write_artefacts(
     class_names = context.dataset.class_names
     if context.dataset.kind == "image":
         titles = [f"predicted {class_names[t] if class_names else t}" for t in target.tolist()]
-        path = saliency_grid(x, {name: maps}, titles, plots / "xai_maps.png")
+        context.draw(lambda: {"xai/maps": saliency_grid(x, {name: maps}, titles, plots / "xai_maps.png")})
     else:
         meta = context.dataset.tabular
         names = list(meta.feature_names) if meta else [str(i) for i in range(maps.shape[1])]
-        path = feature_bars(maps, names, plots / "xai_features.png")
-    log_to_wandb({"xai/maps": path})
+        context.draw(lambda: {"xai/maps": feature_bars(maps, names, plots / "xai_features.png")})

@@ -23,7 +23,6 @@ from torch import Tensor
 from trustbench.evaluation.context import EvaluationContext
 from trustbench.metrics.fairness import fairness_report
 from trustbench.plots.fairness import group_rate_bars
-from trustbench.plots.figures import log_to_wandb
 
 log = logging.getLogger("trustbench")
 
@@ -42,8 +41,8 @@ def evaluate_fairness(context: EvaluationContext) -> dict[str, float]:
     report = fairness_report(datamodule.y_test, y_pred, test.probs[:, 1], groups)
     report["fair/constant_predictor"] = _constant_predictor_flag(y_pred, context.dataset.class_names)
     title = f"{context.cfg.data.name} · {context.cfg.method.name}"
-    path = group_rate_bars(report, context.run_dir / "plots" / "fairness_groups.png", title=title)
-    log_to_wandb({"fair/groups": path})
+    path = context.run_dir / "plots" / "fairness_groups.png"
+    context.draw(lambda: {"fair/groups": group_rate_bars(report, path, title=title)})
     return report
 
 

@@ -27,7 +27,6 @@ from trustbench.methods.ood.cache import FeatureCache
 from trustbench.methods.ood.detector import DETECTORS, Detector, Features, NetworkDetector, build
 from trustbench.metrics.ood import ood_metrics
 from trustbench.metrics.osr import oscr
-from trustbench.plots.figures import log_to_wandb
 from trustbench.plots.ood import roc_curves, score_histograms
 from trustbench.progress import progress
 
@@ -149,11 +148,12 @@ def _plot(
 ) -> None:
     title = f"{detector} on {context.cfg.backbone.name} trained on {context.cfg.data.name}"
     plots = context.run_dir / "plots"
-    images = {
-        "ood/score_histograms": score_histograms(id_scores, ood_scores, plots / "ood_scores.png", title),
-        "ood/roc": roc_curves(id_scores, ood_scores, plots / "ood_roc.png", title),
-    }
-    log_to_wandb(images)
+    context.draw(
+        lambda: {
+            "ood/score_histograms": score_histograms(id_scores, ood_scores, plots / "ood_scores.png", title),
+            "ood/roc": roc_curves(id_scores, ood_scores, plots / "ood_roc.png", title),
+        }
+    )
 
 
 def _is_number(value: Any) -> bool:

@@ -28,7 +28,6 @@ from trustbench.methods.regression.conformal import ConformalInterval
 from trustbench.methods.regression.slurp import SideSettings, Slurp
 from trustbench.metrics import regression as reg
 from trustbench.metrics.ood import ood_metrics
-from trustbench.plots.figures import log_to_wandb
 from trustbench.plots.regression import calibration_plot, interval_plot, sparsification_plot
 
 Predictor = Callable[[Tensor], RegressionPrediction]
@@ -71,8 +70,8 @@ def evaluate_regression(context: EvaluationContext) -> dict[str, float]:
         metrics[f"reg/ood/{name}/auroc"] = ood_metrics(test.uncertainty, ood.uncertainty)["auroc"]
 
     plots, title = context.run_dir / "plots", f"{cfg.method.name} · {cfg.backbone.name} · {cfg.data.name}"
-    log_to_wandb(
-        {
+    context.draw(
+        lambda: {
             "reg/sparsification": sparsification_plot(curves, plots / "sparsification.png", title),
             "reg/calibration": calibration_plot(distribution.cdf(y), plots / "calibration.png", title),
             "reg/intervals": interval_plot(y, mean, lower, upper, plots / "intervals.png", title, LEVEL),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -38,7 +39,6 @@ import torch
 from trustbench.errors import ConfigError
 from trustbench.evaluation.context import EvaluationContext, predict_all
 from trustbench.metrics.stress import weighted_metrics
-from trustbench.plots.figures import log_to_wandb
 from trustbench.plots.stress import pixel_class_maps, pixel_maps, stress_curve_panels
 from trustbench.results.record import write_atomically
 from trustbench.stress.curves import Unstressed, curve_table, tilt_curves, transport_curves, unstressed
@@ -100,15 +100,19 @@ def _stress_features(
     write_atomically(context.run_dir / CURVES_FILE, table.to_csv(index=False))
     plots = context.run_dir / "plots"
     immutable = [f.name for f in features if f.immutable]
-    paths = {
-        "stress/tilt": stress_curve_panels(table, ("tilt",), plots / "stress_tilt.png", title, settings),
-    }
-    if set(settings.transforms) - {"tilt"}:
-        transports = tuple(t for t in settings.transforms if t != "tilt")
-        paths["stress/quantile"] = stress_curve_panels(
-            table, transports, plots / "stress_quantile.png", title, settings, untransported=immutable
-        )
-    log_to_wandb(paths)
+
+    def figures() -> dict[str, Path]:
+        paths = {
+            "stress/tilt": stress_curve_panels(table, ("tilt",), plots / "stress_tilt.png", title, settings),
+        }
+        if set(settings.transforms) - {"tilt"}:
+            transports = tuple(t for t in settings.transforms if t != "tilt")
+            paths["stress/quantile"] = stress_curve_panels(
+                table, transports, plots / "stress_quantile.png", title, settings, untransported=immutable
+            )
+        return paths
+
+    context.draw(figures)
     return _keys(table, settings, data.rows.metric_names())
 
 
@@ -129,15 +133,16 @@ def _stress_pixels(
     unstressed_metrics = {name: float(value) for name, value in _uniform_metrics(data).items()}
     plots = context.run_dir / "plots"
     shape = (height, width)
-    paths = {
-        "stress/pixels": pixel_maps(
-            table, unstressed_metrics, shape, plots / "stress_pixels.png", title, settings
-        ),
-        "stress/pixel_classes": pixel_class_maps(
-            table, unstressed_metrics, shape, plots / "stress_pixel_classes.png", title, settings
-        ),
-    }
-    log_to_wandb(paths)
+    context.draw(
+        lambda: {
+            "stress/pixels": pixel_maps(
+                table, unstressed_metrics, shape, plots / "stress_pixels.png", title, settings
+            ),
+            "stress/pixel_classes": pixel_class_maps(
+                table, unstressed_metrics, shape, plots / "stress_pixel_classes.png", title, settings
+            ),
+        }
+    )
     keys = {}
     chosen = _key_metrics(settings, data.rows.metric_names())
     for (metric, tau), values in table[table["metric"].isin(chosen)].groupby(["metric", "tau"])["value"]:

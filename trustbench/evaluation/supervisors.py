@@ -32,7 +32,6 @@ from trustbench.evaluation.context import EvaluationContext, predict_all
 from trustbench.evaluation.supervisor_scores import method_supervisor, posthoc_supervisor
 from trustbench.evaluation.supervisor_sets import SupervisorSets, SupervisorSettings, build_supervisor_sets
 from trustbench.metrics.ood import ood_metrics
-from trustbench.plots.figures import log_to_wandb
 from trustbench.plots.supervisors import ambiguous_grid
 
 
@@ -57,10 +56,9 @@ def evaluate_supervisors(context: EvaluationContext) -> dict[str, float]:
         for supervisor, flagged in scores(x).items():
             metrics[f"sup/{supervisor}/{set_name}/auroc"] = ood_metrics(nominal[supervisor], flagged)["auroc"]
     metrics |= _set_facts(context, sets)
-    picture = ambiguous_grid(
-        sets.ambiguous.images, sets.ambiguous.soft_labels, context.run_dir / "plots" / "ambiguous_inputs.png"
-    )
-    log_to_wandb({"sup/ambiguous_inputs": picture})
+    path = context.run_dir / "plots" / "ambiguous_inputs.png"
+    images, soft_labels = sets.ambiguous.images, sets.ambiguous.soft_labels
+    context.draw(lambda: {"sup/ambiguous_inputs": ambiguous_grid(images, soft_labels, path)})
     return metrics
 
 

@@ -48,7 +48,6 @@ from trustbench.metrics.ood import entropy_score, msp_score
 from trustbench.metrics.selective import aurc
 from trustbench.metrics.shift import correct_vs_incorrect_auroc, uncertainty_accuracy_spearman
 from trustbench.plots.calibration import metric_vs_severity, reliability_diagram
-from trustbench.plots.figures import log_to_wandb
 from trustbench.plots.ood import score_histograms
 
 CALIBRATION_BINS = 15
@@ -75,24 +74,29 @@ def evaluate_uncertainty(context: EvaluationContext) -> dict[str, float]:
         for key, value in failure_detection(values, correct).items():
             metrics[f"fail/{score}/{key}"] = value
 
-    plots = context.run_dir / "plots"
-    title = f"{cfg.method.name} · {cfg.backbone.name} · {cfg.data.name}"
-    images = {
-        "cal/reliability": reliability_diagram(test.probs, labels, plots / "reliability.png", title=title)
-    }
-    if shift is not None:
-        table = shift_table(context, *shift)
+    table = shift_table(context, *shift) if shift is not None else None
+    if table is not None:
         metrics.update(_flatten(table))
-        images.update(_plot_shift(table, _scores(test, labels), plots, title))
-    ood_names = list(cfg.data.get("ood", []))
-    if ood_names:
-        ood = {
-            name: context.prediction(f"ood/{name}", x_ood).uncertainty
-            for name, x_ood in context.ood_inputs(ood_names).items()
+
+    def figures() -> dict[str, Path]:
+        plots = context.run_dir / "plots"
+        title = f"{cfg.method.name} · {cfg.backbone.name} · {cfg.data.name}"
+        images = {
+            "cal/reliability": reliability_diagram(test.probs, labels, plots / "reliability.png", title=title)
         }
-        path = plots / "uncertainty_hist.png"
-        images["ood/uncertainty_hist"] = score_histograms(test.uncertainty, ood, path, title=title)
-    log_to_wandb(images)
+        if table is not None:
+            images.update(_plot_shift(table, _scores(test, labels), plots, title))
+        ood_names = list(cfg.data.get("ood", []))
+        if ood_names:
+            ood = {
+                name: context.prediction(f"ood/{name}", x_ood).uncertainty
+                for name, x_ood in context.ood_inputs(ood_names).items()
+            }
+            path = plots / "uncertainty_hist.png"
+            images["ood/uncertainty_hist"] = score_histograms(test.uncertainty, ood, path, title=title)
+        return images
+
+    context.draw(figures)
     return metrics
 
 
