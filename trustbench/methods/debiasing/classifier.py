@@ -8,6 +8,8 @@ binary task; `predict` is ERM's (softmax, MSP uncertainty) so every family's eva
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -75,9 +77,18 @@ def favourable_probability(logits: Tensor) -> Tensor:
 
     σ(z₁ − z₀) equals softmax(z)[:, 1]. z₁ − z₀ is taken as one matrix-vector product with (−1, 1), whose
     backward is one kernel, where two column selections and a subtraction take five (fairness terms run
-    on every training step); the products by ±1 are exact, so the difference is the same float.
+    on every training step); the products by ±1 are exact, so the difference is the same float. The
+    (−1, 1) vector is built once per dtype and device, not on every step.
     """
-    return torch.sigmoid(logits @ logits.new_tensor([-1.0, 1.0]))
+    return torch.sigmoid(logits @ _difference_vector(logits.dtype, logits.device))
+
+
+@functools.lru_cache(maxsize=8)
+@torch.inference_mode(False)
+def _difference_vector(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(−1, 1): its product with two-class logits is z₁ − z₀. Built outside inference mode even when first
+    asked for inside it, since training saves it for backward."""
+    return torch.tensor([-1.0, 1.0], dtype=dtype, device=device)
 
 
 def split_by_group(values: Tensor, group: Tensor) -> tuple[Tensor, Tensor] | None:
