@@ -51,8 +51,8 @@ class ResNet18(Backbone):
 
     `base_width` is the first stage's width (64 in the paper); the others are 2, 4 and 8 times it, so a
     smaller value gives the same architecture narrower (the smoke runs use 8: 0.4 % of the weights).
-    Features are the 8·base_width-d pooled activations (512-d). Global pooling makes any input side >= 1 work; 32×32
-    images reach the pool as 4×4 maps, as in the reference.
+    Features are the 8·base_width-d pooled activations (512-d). Global pooling makes any input side >= 1
+    work; 32×32 images reach the pool as 4×4 maps, as in the reference.
 
     Dropout(p) on the pooled features, before the head, is an identity at the default p=0 and what MC
     dropout samples when p>0: dropout before the last weight layer, as Gal & Ghahramani (ICML 2016) apply
