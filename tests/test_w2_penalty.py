@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
+from trustbench.backbones.mlp import MLP
+from trustbench.data.catalog import load
+from trustbench.data.loaders import TensorDataModule
+from trustbench.methods.debiasing.w2reg import W2Reg
 from trustbench.methods.debiasing.wasserstein import W2Penalty, w2_squared
 from trustbench.metrics.fairness import wasserstein2_distance
 
@@ -137,3 +143,63 @@ def test_penalty_rejects_logits_an_unknown_variant_and_errors_without_labels() -
         W2Penalty("errors")(torch.tensor([0.2, 0.7]), group)
     with pytest.raises(ValueError, match="group must hold only 0 and 1"):
         W2Penalty()(torch.tensor([0.2, 0.7]), torch.tensor([0, 2]))
+
+
+@pytest.fixture(scope="module")
+def adult_batches(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[torch.Tensor, ...]]:
+    """Six real Adult training batches of 256 rows (x, y, sex) with the logits of a seeded MLP, scaled by 4
+    so the probabilities spread over (0, 1) as after training rather than bunching near 0.5."""
+    dataset = load("adult", tmp_path_factory.mktemp("data"))
+    datamodule = TensorDataModule(dataset, val_size=3000, batch_size=256, seed=0, protected="sex")
+    torch.manual_seed(0)
+    backbone = MLP(dataset.input_shape, 2, hidden_sizes=[32])
+    batches = []
+    for x, y, group in itertools.islice(datamodule.train_dataloader(), 6):
+        with torch.no_grad():
+            batches.append((4 * backbone(x), y, group))
+    return batches
+
+
+def brute_force_w2_squared(values: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """W₂² from each group's own ``torch.quantile`` at the levels (k − ½)/K, K the larger group."""
+    a, b = values[group == 0], values[group == 1]
+    k = max(len(a), len(b))
+    levels = (torch.arange(k, dtype=values.dtype) + 0.5) / k
+    return (torch.quantile(a, levels) - torch.quantile(b, levels)).square().mean()
+
+
+def summed_over_ties(rows: torch.Tensor, group: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``rows`` summed over the rows of one group that share a value: where values tie, sorting is not
+    differentiable and each implementation hands the tied rows' gradient out in its own order."""
+    _, tie_class = torch.unique(torch.stack([group.to(values.dtype), values]), dim=1, return_inverse=True)
+    return rows.new_zeros((int(tie_class.max()) + 1, *rows.shape[1:])).index_add_(0, tie_class, rows)
+
+
+@pytest.mark.parametrize("compare", ["predictions", "errors"])
+def test_w2reg_term_and_its_gradient_equal_brute_force_quantiles_on_real_adult_batches(
+    adult_batches: list[tuple[torch.Tensor, ...]], compare: str
+) -> None:
+    """The training term against float64 ``torch.quantile`` of the same float32 values (so in the same
+    order), with the chain rule by hand: d/dlogits = dW/dv · dv/dp · p(1 − p) · (−1, 1), dv/dp = 1 for
+    predictions and sign(p − y) for errors."""
+    module = W2Reg(MLP((1,), 2, hidden_sizes=[2]), 2, torch.optim.SGD, lam=3.0, compare=compare)
+    for logits, y, group in adult_batches:
+        assert 0 < group.sum() < len(group)  # both groups, so the penalty is defined
+        ours = logits.clone().requires_grad_()
+        value = module.fairness_term(ours, y, group)
+        value.backward()
+        probs = torch.sigmoid(logits[:, 1] - logits[:, 0])
+        values = probs if compare == "predictions" else (probs - y).abs()
+        exact = values.double().requires_grad_()
+        expected = 3.0 * brute_force_w2_squared(exact, group)
+        expected.backward()
+        assert expected.item() > 1e-3  # the groups' values differ: a value worth comparing
+        assert value.item() == pytest.approx(expected.item(), abs=1e-6)
+        slope = 1.0 if compare == "predictions" else (probs - y).sign().double()
+        by_hand = (exact.grad * slope * probs * (1 - probs))[:, None] * torch.tensor([-1.0, 1.0])
+        torch.testing.assert_close(
+            summed_over_ties(ours.grad.double(), group, exact.detach()),
+            summed_over_ties(by_hand, group, exact.detach()),
+            rtol=0,
+            atol=1e-6,
+        )

@@ -39,4 +39,4 @@ class W2Reg(FairClassifier):
         self.penalty = W2Penalty(compare=compare, n_quantiles=n_quantiles)
 
     def fairness_term(self, logits: Tensor, y: Tensor, group: Tensor) -> Tensor:
-        return self.lam * self.penalty.unchecked(favourable_probability(logits), group, y)
+        return self.penalty.unchecked(favourable_probability(logits), group, y, weight=self.lam)
