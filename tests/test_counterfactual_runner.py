@@ -66,6 +66,8 @@ def test_post_hoc_explainers_share_one_trained_classifier(outputs: Path) -> None
     second = result(explain(outputs, "share_2", "growing_spheres", *ADULT))["metrics"]
     assert len(list((outputs / ".models").glob("adult-*.pt"))) == 1
     assert first["cls/acc"] == second["cls/acc"]
+    # the training split's MAD (cf/mad_l1's scale) was computed by the first run only, and read by the second
+    assert len(list((outputs / ".cache" / "features").glob("mad-*.pt"))) == 1
 
 
 def test_set_explainers_report_diversity(outputs: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from trustbench.methods.counterfactual.deduce import DeDUCE
 from trustbench.methods.counterfactual.explainer import ExplanationData, build
 from trustbench.methods.counterfactual.sparse_vce import SparseVCE, lp_box_lmo
 from trustbench.methods.erm import ERM
+from trustbench.methods.ood.cache import FeatureCache
 
 TRAIN_ROWS, BATCH, EXPLAINED = 5000, 32, 20
 EPSILON = 10.0
@@ -62,6 +64,20 @@ def deduce(mnist: dict) -> DeDUCE:
 @pytest.fixture(scope="module")
 def deduce_search(mnist: dict, deduce: DeDUCE):
     return deduce.search(mnist["backbone"], mnist["x"], mnist["target"], mnist["constraints"])
+
+
+def test_deduce_fitted_from_the_feature_cache_has_the_same_class_gaussians(
+    mnist: dict, deduce: DeDUCE, tmp_path: Path
+) -> None:
+    """A run's DeDUCE reads the training features from the feature cache (filled by the first run on the
+    model, read by the next): both fits equal a fit that extracts them itself."""
+    cache = FeatureCache(tmp_path, mnist["backbone"])
+    data = dataclasses.replace(mnist["data"], feature_cache=cache)
+    filled, read = DeDUCE().fit(data), DeDUCE().fit(data)
+    assert (cache.misses, cache.hits) == (1, 1)
+    for fitted in (filled, read):
+        assert torch.equal(fitted._means, deduce._means)
+        assert torch.equal(fitted._scale_tril, deduce._scale_tril)
 
 
 def target_probability(backbone: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

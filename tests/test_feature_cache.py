@@ -49,6 +49,22 @@ def test_changed_weights_or_inputs_miss(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("*.pt"))) == 3
 
 
+def test_a_statistic_of_the_inputs_is_computed_once_for_every_model(tmp_path: Path) -> None:
+    x, calls = torch.randn(10, 8), []
+
+    def column_medians(inputs: torch.Tensor) -> torch.Tensor:
+        calls.append(len(inputs))
+        return inputs.median(dim=0).values
+
+    first = FeatureCache(tmp_path, small_model(0)).statistic("medians", x, column_medians)
+    other_model = FeatureCache(tmp_path, small_model(1))
+    again = other_model.statistic("medians", x, column_medians)
+    assert calls == [10] and (other_model.hits, other_model.misses) == (1, 0)
+    assert torch.equal(first, again) and torch.equal(again, x.median(dim=0).values)
+    other_model.statistic("medians", x[:5], column_medians)
+    assert calls == [10, 5]
+
+
 def compose_config(*overrides: str):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose("config", overrides=["paths.output_dir=/tmp/x", *overrides])

@@ -82,12 +82,14 @@ from trustbench.methods.counterfactual.generative import (
 )
 from trustbench.methods.counterfactual.oracle import OracleConfig, trained_oracle
 from trustbench.methods.counterfactual.regions import region_masks
+from trustbench.methods.ood.cache import FeatureCache
 from trustbench.metrics.classification import accuracy
 from trustbench.metrics.counterfactual import (
     class_prototypes,
     counterfactual_report,
     im1,
     leakage,
+    median_absolute_deviation,
     oracle_agreement,
     prototype_distance,
     valid_mask,
@@ -115,6 +117,7 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     settings = cfg.method.explain
     backbone = context.module.backbone.eval()
     constraints = Constraints.for_dataset(dataset, datamodule.normalize_inputs)
+    cache = FeatureCache(cfg.paths.feature_cache, backbone, batch_size=datamodule.eval_batch_size)
     data = ExplanationData(
         x_train=datamodule.x_train,
         y_train=datamodule.y_train,
@@ -124,6 +127,7 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         dataset_name=dataset.name,
         cache_dir=Path(cfg.paths.model_store) / "explainers",
         seed=cfg.seed,
+        feature_cache=cache,
     )
     started = time.perf_counter()
     explainer = build(cfg.method.explainer.name, **cfg.method.explainer.get("hparams", {})).fit(data)
@@ -146,7 +150,7 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     shape = dataset.input_shape
     with torch.inference_mode():
         logits_cf = _logits(backbone, x_cf, shape)
-        train_pred = _logits(backbone, datamodule.x_train, shape).argmax(dim=-1)
+    train_pred = data.train_features().logits.argmax(dim=-1)
     report = counterfactual_report(
         x,
         x_cf,
@@ -156,6 +160,7 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         datamodule.x_train,
         datamodule.y_train,
         train_pred,
+        mad=cache.statistic("mad", datamodule.x_train, median_absolute_deviation),
     )
     report["cf/seconds_per_cf"] = seconds / max(logits_cf.shape[:-1].numel(), 1)
     report["cf/fit_seconds"] = fit_seconds

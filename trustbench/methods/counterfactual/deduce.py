@@ -36,7 +36,6 @@ from torch.nn import functional as F
 from trustbench.backbones.base import Backbone
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.explainer import Classifier, Explainer, ExplanationData
-from trustbench.methods.ood.cache import extract_features
 from trustbench.methods.uncertainty.ddu import class_gaussians, gaussian_log_densities
 
 _TINY = 1e-12  # keeps the self-normalised loss terms finite when a term is (numerically) zero
@@ -94,7 +93,7 @@ class DeDUCE(Explainer):
                 f"{type(backbone).__name__} has none (feature_dim is None); choose a backbone with a feature "
                 "layer such as lenet or mlp."
             )
-        features = extract_features(backbone, data.x_train, self.feature_batch_size).features
+        features = data.train_features(self.feature_batch_size).features
         device = next(backbone.parameters()).device
         means, scale_tril, _ = class_gaussians(features.to(device), data.y_train.to(device), data.num_classes)
         self._backbone = backbone

@@ -21,6 +21,8 @@ from torch import Tensor
 from trustbench.errors import ConfigError
 from trustbench.methods.base import TrustModule
 from trustbench.methods.counterfactual.constraints import Constraints
+from trustbench.methods.ood.cache import FeatureCache, extract_features
+from trustbench.methods.ood.detector import Features
 
 Classifier = Callable[[Tensor], Tensor]
 """Maps a batch of model inputs to logits, differentiably (gradient explainers backpropagate through it)."""
@@ -35,6 +37,8 @@ class ExplanationData:
     GMM), and VCNet's explainer decodes with the conditional VAE its module trained.
     `cache_dir` is where generative models trained for explanation are stored, keyed by their config and
     the data, so a sweep over explainers trains each one once. `seed` seeds everything the explainer draws.
+    `feature_cache` (the run's, for ``module.backbone``) serves the training split's logits and features
+    to every run on the same model; without it they are computed.
     """
 
     x_train: Tensor
@@ -45,6 +49,13 @@ class ExplanationData:
     dataset_name: str
     cache_dir: Path
     seed: int
+    feature_cache: FeatureCache | None = None
+
+    def train_features(self, batch_size: int = 512) -> Features:
+        """The backbone's logits and penultimate features on `x_train`, from the feature cache if any."""
+        if self.feature_cache is not None:
+            return self.feature_cache.features(self.x_train)
+        return extract_features(self.module.backbone, self.x_train, batch_size)
 
 
 EXPLAINERS: dict[str, type[Explainer]] = {}

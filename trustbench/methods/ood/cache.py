@@ -2,13 +2,16 @@
 
 An entry holds the logits and penultimate features of a model on one split (ID train/val/test or an
 OOD set). It is keyed by the fingerprint of the model's weights and of the input tensor, so it survives
-across runs and processes and is never reused once either changes. Entries are written atomically; an
+across runs and processes and is never reused once either changes. Statistics of the inputs alone (the
+training split's median absolute deviation, which every counterfactual run scores with) are kept beside
+them, keyed by the inputs' fingerprint only. Entries are written atomically; an
 entry that fails its check (truncated, zeroed: trustbench/results/archives.py) is a miss and is rebuilt.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -56,13 +59,35 @@ class FeatureCache:
     def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Features:
         """The model's logits and features on `x` (with `labels` attached), from disk when cached."""
         path = self.root / f"{self.model_key}-{fingerprint_tensors([('x', x)])}.pt"
+        stored = self._lookup(path)
+        if stored is None:
+            extracted = extract_features(self.backbone, x, self.batch_size)
+            stored = {"logits": extracted.logits, "features": extracted.features}
+            _store(path, stored)
+        return Features(stored["logits"], stored["features"], labels)
+
+    def statistic(
+        self, name: str, x: torch.Tensor, compute: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
+        """``compute(x)``, a statistic of the inputs alone (the model plays no part), from disk when cached
+        under `name` and the fingerprint of `x`: every run and model on the same split shares it."""
+        path = self.root / f"{name}-{fingerprint_tensors([('x', x)])}.pt"
+        stored = self._lookup(path)
+        if stored is None:
+            stored = {"value": compute(x)}
+            _store(path, stored)
+        return stored["value"]
+
+    def _lookup(self, path: Path) -> dict[str, torch.Tensor] | None:
+        """The entry at `path` (counted as a hit), or None for a miss (absent or damaged)."""
         if intact(path):
             self.hits += 1
-            stored = torch.load(path, weights_only=True)
-            return Features(stored["logits"], stored["features"], labels)
+            return torch.load(path, weights_only=True)
         self.misses += 1
-        extracted = extract_features(self.backbone, x, self.batch_size)
-        buffer = io.BytesIO()
-        torch.save({"logits": extracted.logits, "features": extracted.features}, buffer)
-        write_bytes_atomically(path, buffer.getvalue())
-        return Features(extracted.logits, extracted.features, labels)
+        return None
+
+
+def _store(path: Path, entry: dict[str, torch.Tensor | None]) -> None:
+    buffer = io.BytesIO()
+    torch.save(entry, buffer)
+    write_bytes_atomically(path, buffer.getvalue())
