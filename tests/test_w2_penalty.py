@@ -10,6 +10,7 @@ import torch
 from trustbench.backbones.mlp import MLP
 from trustbench.data.catalog import load
 from trustbench.data.loaders import TensorDataModule
+from trustbench.errors import ConfigError
 from trustbench.methods.debiasing.w2reg import W2Reg
 from trustbench.methods.debiasing.wasserstein import W2Penalty, w2_squared
 from trustbench.metrics.fairness import wasserstein2_distance
@@ -203,3 +204,8 @@ def test_w2reg_term_and_its_gradient_equal_brute_force_quantiles_on_real_adult_b
             rtol=0,
             atol=1e-6,
         )
+
+
+def test_w2reg_refuses_a_negative_weight() -> None:
+    with pytest.raises(ConfigError, match="method.lam weighs the W2 penalty and must be >= 0; got -1.0"):
+        W2Reg(MLP((1,), 2, hidden_sizes=[2]), 2, torch.optim.SGD, lam=-1.0)

@@ -15,6 +15,7 @@ from typing import Literal
 from torch import Tensor
 
 from trustbench.backbones.base import Backbone
+from trustbench.errors import ConfigError
 from trustbench.methods.base import OptimizerFactory, SchedulerFactory
 from trustbench.methods.debiasing.classifier import FairClassifier, favourable_probability
 from trustbench.methods.debiasing.wasserstein import W2Penalty
@@ -35,6 +36,8 @@ class W2Reg(FairClassifier):
         n_quantiles: int | None = None,
     ) -> None:
         super().__init__(backbone, num_classes, optimizer, scheduler)
+        if lam < 0:
+            raise ConfigError(f"method.lam weighs the W2 penalty and must be >= 0; got {lam}")
         self.lam = lam
         self.penalty = W2Penalty(compare=compare, n_quantiles=n_quantiles)
 

@@ -14,6 +14,7 @@ the batch must hold both groups.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -46,7 +47,7 @@ def w2_squared(scores_a: Tensor, scores_b: Tensor, n_quantiles: int | None = Non
         raise ValueError(f"scores_a is {scores_a.dtype}, scores_b {scores_b.dtype}; cast them to one dtype.")
     _check_n_quantiles(n_quantiles)
     values = torch.cat([scores_a, scores_b])
-    order = torch.cat([scores_a.detach().argsort(), scores_b.detach().argsort() + len(scores_a)])
+    order = torch.cat([scores_a.argsort(), scores_b.argsort() + len(scores_a)])
     return _sorted_w2_squared(values, order, len(scores_b), n_quantiles)
 
 
@@ -62,7 +63,7 @@ def _grouped_w2_squared(
     rounds them: in float32, p + 2 cannot tell apart probabilities closer than 2.4e-7, and the gradient of
     near-ties went to the wrong row.) ``group`` holds 0/1, integer or bool.
     """
-    bits = values.detach().view(_SAME_WIDTH_INTEGER[values.dtype])
+    bits = values.view(_SAME_WIDTH_INTEGER[values.dtype])  # integers: no gradient, no detach needed
     order = bits.add(group, alpha=1 << (bits.element_size() * 8 - 2)).argsort()
     return _sorted_w2_squared(values, order, n_privileged, n_quantiles, weight)
 
@@ -83,31 +84,34 @@ def _sorted_w2_squared(
 
     Both quantile functions are read from the one sorted order with one gather, at ``torch.quantile``'s
     linear interpolation at position τ(n − 1). Training runs this on every step, where each kernel costs
-    about as much as its launch, so it takes few: the K differences Q₀(τ_k) − Q₁(τ_k) are one weighted sum
-    of the four gathered neighbours (weights from :func:`_quantile_plan`), and their mean square times
-    `weight` is one dot product and one scaling (a square, a mean and a separate product by the weight
-    take a kernel more forward and three more backward). The value is the same up to float rounding.
+    about as much as its launch, so it takes few: the K differences Q₀(τ_k) − Q₁(τ_k), each scaled by
+    √(weight / K), are one weighted sum of the four gathered neighbours (weights from
+    :func:`_quantile_plan`, scaled there once), and `weight` times their mean square is their dot product
+    with themselves (a square, a mean and a product by the weight take three kernels forward and five
+    backward, the dot product one and three). The value is the same up to float rounding.
     """
     n_unprivileged = len(values) - n_privileged
     k = n_quantiles or max(n_unprivileged, n_privileged)
-    positions, weights = _quantile_plan(n_unprivileged, n_privileged, k, values.dtype, values.device)
+    positions, weights = _quantile_plan(
+        n_unprivileged, n_privileged, k, math.sqrt(weight / k), values.dtype, values.device
+    )
     neighbours = values[order[positions]]  # 2 × 2 × K: low / high, then group 0 / group 1
     differences = (neighbours * weights).sum(dim=(0, 1))
-    return differences.dot(differences) * (weight / k)
+    return differences.dot(differences)
 
 
 @functools.lru_cache(maxsize=1024)
 @torch.inference_mode(False)  # training saves the weights for backward, even if a first call was evaluation's
 def _quantile_plan(
-    n_unprivileged: int, n_privileged: int, k: int, dtype: torch.dtype, device: torch.device
+    n_unprivileged: int, n_privileged: int, k: int, scale: float, dtype: torch.dtype, device: torch.device
 ) -> tuple[Tensor, Tensor]:
     """Where the K levels' order statistics sit in the (group, value)-sorted batch, and how to combine them.
 
     Returns ``positions`` (2 × 2 × K: low / high neighbour, then group 0 / group 1) and ``weights`` of the
-    same shape: (1 − f, f) for the low and high neighbour at interpolation fraction f, negated for group 1,
-    so summing weights · neighbours over the first two axes gives Q₀(τ_k) − Q₁(τ_k). They depend only on
-    the group sizes, so a training run, whose batches have a few hundred possible splits, computes each
-    once instead of once per step.
+    same shape: (1 − f, f) for the low and high neighbour at interpolation fraction f, negated for group 1
+    and times `scale`, so summing weights · neighbours over the first two axes gives
+    scale · (Q₀(τ_k) − Q₁(τ_k)). They depend only on the group sizes and the scale, so a training run,
+    whose batches have a few hundred possible splits, computes each once instead of once per step.
     """
     levels = (torch.arange(k, dtype=dtype, device=device) + 0.5) / k
     lows, highs, fractions = [], [], []
@@ -118,7 +122,7 @@ def _quantile_plan(
         highs.append(start + (low + 1).clamp_max(size - 1))
         fractions.append(position - low)
     fraction = torch.stack(fractions)
-    sign = torch.tensor([[1.0], [-1.0]], dtype=dtype, device=device)
+    sign = torch.tensor([[scale], [-scale]], dtype=dtype, device=device)
     return torch.stack([torch.stack(lows), torch.stack(highs)]), torch.stack([1 - fraction, fraction]) * sign
 
 
@@ -176,7 +180,7 @@ class W2Penalty:
         probabilities from a sigmoid.
 
         Training calls it on every step, where the checks would cost a reduction and a host sync each;
-        the weight is applied inside, where it costs no kernel of its own.
+        the weight (>= 0) is applied inside, where it costs no kernel of its own.
         """
         values = probs if self.compare == "predictions" else (probs - y_true.to(probs.dtype)).abs()
         n_privileged = int(group.sum())
