@@ -6,7 +6,10 @@ loss + fairness term on the batch's logits, labels and protected group), backwar
 Reported: the median epoch time over `--repeats` epochs after one warm-up epoch, the methods taking turns
 batch by batch (so a slow spell of a shared machine hits all of them alike; only the steps are timed, not
 the loader), and its ratio to the plain classifier trained on the same batches (target for w2reg:
-<= 1.10x).
+<= 1.10x). Each batch starts the turn at the next method, so none always runs first after the loader.
+Both wall time and the process's CPU time are reported: CPU time leaves out the spells in which other
+processes hold the core, which on a shared machine moved wall-time ratios by several hundredths between
+runs of the same code.
 
     python scripts/bench_debiasing.py [--data adult] [--repeats 7] [--threads 1]
 """
@@ -67,14 +70,19 @@ def step_function(module: FairClassifier, datamodule: TensorDataModule) -> Calla
     return step
 
 
-def epoch_seconds(steps: dict[str, Callable[..., None]], loader) -> dict[str, float]:
-    """One epoch of every method, taking turns batch by batch; each method's summed step time."""
-    seconds = dict.fromkeys(steps, 0.0)
-    for batch in loader:
-        for method, step in steps.items():
-            start = time.perf_counter()
+def epoch_seconds(steps: dict[str, Callable[..., None]], loader) -> dict[str, tuple[float, float]]:
+    """One epoch of every method, taking turns batch by batch; each method's summed (wall, CPU) step time."""
+    seconds = {method: (0.0, 0.0) for method in steps}
+    turn = list(steps.items())
+    for index, batch in enumerate(loader):
+        first = index % len(turn)
+        for method, step in turn[first:] + turn[:first]:
+            wall, cpu = time.perf_counter(), time.process_time()
             step(*batch)
-            seconds[method] += time.perf_counter() - start
+            seconds[method] = (
+                seconds[method][0] + time.perf_counter() - wall,
+                seconds[method][1] + time.process_time() - cpu,
+            )
     return seconds
 
 
@@ -99,19 +107,23 @@ def main() -> None:
         steps[method] = step_function(module, datamodule)
     loader = datamodule.train_dataloader()  # every method's data module splits and orders rows alike
     epoch_seconds(steps, loader)  # warm-up
-    samples: dict[str, list[float]] = {method: [] for method in METHODS}
+    samples: dict[str, list[tuple[float, float]]] = {method: [] for method in METHODS}
     for epoch in range(1, args.repeats + 1):
         loader.sampler.set_epoch(epoch)
         for method, seconds in epoch_seconds(steps, loader).items():
             samples[method].append(seconds)
-    times = {method: statistics.median(values) for method, values in samples.items()}
+    wall = {method: statistics.median(wall for wall, _ in values) for method, values in samples.items()}
+    cpu = {method: statistics.median(cpu for _, cpu in values) for method, values in samples.items()}
     print(
         f"{args.data}: {len(datamodule.x_train)} training rows, {len(loader)} batches per epoch, "
         f"{torch.get_num_threads()} threads, median of {args.repeats} epochs"
     )
-    print(f"{'method':<12} {'s/epoch':>8} {'vs erm':>7}")
-    for method, seconds in times.items():
-        print(f"{method:<12} {seconds:8.3f} {seconds / times['erm']:6.2f}x")
+    print(f"{'method':<12} {'wall s/epoch':>12} {'vs erm':>7} {'CPU s/epoch':>12} {'vs erm':>7}")
+    for method in METHODS:
+        print(
+            f"{method:<12} {wall[method]:12.3f} {wall[method] / wall['erm']:6.3f}x "
+            f"{cpu[method]:12.3f} {cpu[method] / cpu['erm']:6.3f}x"
+        )
 
 
 if __name__ == "__main__":
