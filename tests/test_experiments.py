@@ -40,10 +40,17 @@ SMOKE_SWEEPS = {
     "supervisors_mnist": ("erm", "mc_dropout"),
     "supervisors_fashion_mnist": ("erm", "mc_dropout"),
     "uqgan_mnist": ("uqgan", "entropy"),
+    "deduce_mnist": ("deduce",),
 }
+# Step budgets of explainers whose search runs to its limit on a one-batch model: DeDUCE's 700 steps were
+# half of deduce_mnist's smoke run (its default budget runs in tests/test_counterfactual_runner.py, REVISE,
+# the sweep's other explainer, in its Adult test and tests/test_explainers_latent.py).
+SMOKE_BUDGETS = {"deduce_mnist": ("++method.explainer.hparams.max_steps=50",)}
 # One training batch and one validation batch, on the CPU whatever the experiment asks for. The fake
-# sets have 20 training images, so the validation split and the batches are made to fit them.
+# sets have 20 training images, so the validation split and the batches are made to fit them. No figures:
+# drawing was a third of these runs' CPU, and each suite's plots are checked by its own tests.
 ONE_BATCH = (
+    "plots=false",
     "trainer=cpu",
     "trainer.max_epochs=1",
     "+trainer.limit_train_batches=1",
@@ -137,7 +144,9 @@ def describe(name: str) -> Experiment:
         table_metrics=tuple(table.get("metrics") or ()) if table else (),
         prints_supervisor_table=bool(table) and table._target_.endswith("PrintSupervisorTable"),
         has_paper=cfg.paper is not None,
-        smaller=smaller_evaluation(cfg) + ((ONE_EPOCH_VAE,) if name in SMOKE_EXPLAINERS else ()),
+        smaller=smaller_evaluation(cfg)
+        + ((ONE_EPOCH_VAE,) if name in SMOKE_EXPLAINERS else ())
+        + SMOKE_BUDGETS.get(name, ()),
     )
 
 
