@@ -182,10 +182,11 @@ def test_a_killed_audit_resumes_to_the_numbers_of_an_uninterrupted_one(
     tmp_path: Path, image_audit: Path
 ) -> None:
     run_dir = tmp_path / "killed"
+    # The uninterrupted audit's model store and feature cache (its weights are loaded, not trained again),
+    # and no figures: what is compared is the numbers, and that finished members are not computed again.
+    same_model = (f"paths.output_dir={image_audit.parent / 'outputs'}", "plots=false")
     proc = subprocess.Popen(
-        cli_command(
-            "audit", *IMAGES, *MEMBERS, f"paths.output_dir={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}"
-        ),
+        cli_command("audit", *IMAGES, *MEMBERS, *same_model, f"hydra.run.dir={run_dir}"),
         cwd=REPO,
         env=CLI_ENV,
         stdout=subprocess.DEVNULL,
@@ -198,9 +199,7 @@ def test_a_killed_audit_resumes_to_the_numbers_of_an_uninterrupted_one(
     finished = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("families/*/outcome.json")}
     assert not (run_dir / "result.json").exists(), "killed too late: the audit had finished"
 
-    trustbench(
-        "audit", *IMAGES, *MEMBERS, f"paths.output_dir={tmp_path / 'outputs'}", f"hydra.run.dir={run_dir}"
-    )
+    trustbench("audit", *IMAGES, *MEMBERS, *same_model, f"hydra.run.dir={run_dir}")
     resumed = result(run_dir)
     assert without_timing(resumed["metrics"]) == without_timing(result(image_audit)["metrics"])
     assert resumed["weights"] == result(image_audit)["weights"]
