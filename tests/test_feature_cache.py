@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from trustbench.app import CONFIG_DIR
 from trustbench.backbones.mlp import MLP
+from trustbench.fingerprint import fingerprint_tensors
 from trustbench.methods.ood.cache import FeatureCache, extract_features
 from trustbench.results.model_store import load_weights, save_weights, stored_model_path
 
@@ -63,6 +64,27 @@ def test_a_statistic_of_the_inputs_is_computed_once_for_every_model(tmp_path: Pa
     assert torch.equal(first, again) and torch.equal(again, x.median(dim=0).values)
     other_model.statistic("medians", x[:5], column_medians)
     assert calls == [10, 5]
+
+
+def test_an_input_is_fingerprinted_once_until_it_changes_in_place(tmp_path: Path, monkeypatch) -> None:
+    taken = []
+
+    def counting(tensors):
+        tensors = list(tensors)
+        taken.append([name for name, _ in tensors])
+        return fingerprint_tensors(tensors)
+
+    cache = FeatureCache(tmp_path, small_model(0))
+    monkeypatch.setattr("trustbench.methods.ood.cache.fingerprint_tensors", counting)
+    x = torch.randn(10, 8)
+    first = cache.features(x)
+    cache.features(x)
+    cache.statistic("medians", x, lambda inputs: inputs.median(dim=0).values)
+    assert taken == [["x"]] and cache.hits == 1
+    x[0, 0] += 1.0  # in place: a new fingerprint, a new entry
+    changed = cache.features(x)
+    assert taken == [["x"], ["x"]] and cache.misses == 3
+    assert not torch.equal(changed.logits[0], first.logits[0])
 
 
 def compose_config(*overrides: str):

@@ -45,7 +45,9 @@ class FeatureCache:
     """One model's logits/features on disk under `root`, computed on first request.
 
     The model's fingerprint is taken once, at construction: the weights must not change while the cache
-    is in use (evaluation only). `hits` and `misses` count lookups.
+    is in use (evaluation only). An input's fingerprint is taken once per tensor and in-place version (the
+    counterfactual suite, its explainer and the MAD all look up MNIST's training split, whose fingerprint
+    is a second of CPU). `hits` and `misses` count lookups.
     """
 
     def __init__(self, root: str | Path, backbone: Backbone, batch_size: int = 512) -> None:
@@ -55,10 +57,11 @@ class FeatureCache:
         self.model_key = fingerprint_tensors(backbone.state_dict().items())
         self.hits = 0
         self.misses = 0
+        self._input_keys: dict[int, tuple[torch.Tensor, int, str]] = {}
 
     def features(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Features:
         """The model's logits and features on `x` (with `labels` attached), from disk when cached."""
-        path = self.root / f"{self.model_key}-{fingerprint_tensors([('x', x)])}.pt"
+        path = self.root / f"{self.model_key}-{self._input_key(x)}.pt"
         stored = self._lookup(path)
         if stored is None:
             extracted = extract_features(self.backbone, x, self.batch_size)
@@ -71,12 +74,22 @@ class FeatureCache:
     ) -> torch.Tensor:
         """``compute(x)``, a statistic of the inputs alone (the model plays no part), from disk when cached
         under `name` and the fingerprint of `x`: every run and model on the same split shares it."""
-        path = self.root / f"{name}-{fingerprint_tensors([('x', x)])}.pt"
+        path = self.root / f"{name}-{self._input_key(x)}.pt"
         stored = self._lookup(path)
         if stored is None:
             stored = {"value": compute(x)}
             _store(path, stored)
         return stored["value"]
+
+    def _input_key(self, x: torch.Tensor) -> str:
+        """The fingerprint of `x`, computed again only for another tensor or after `x` changed in place
+        (its version counter moved); the cache holds `x`, so its id is not reused while remembered."""
+        remembered = self._input_keys.get(id(x))
+        if remembered is not None and remembered[1] == x._version:
+            return remembered[2]
+        key = fingerprint_tensors([("x", x)])
+        self._input_keys[id(x)] = (x, x._version, key)
+        return key
 
     def _lookup(self, path: Path) -> dict[str, torch.Tensor] | None:
         """The entry at `path` (counted as a hit), or None for a miss (absent or damaged)."""
