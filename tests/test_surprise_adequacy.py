@@ -10,6 +10,7 @@ import pytest
 import torch
 import xai_models
 from scipy.special import logsumexp
+from scipy.stats import gaussian_kde
 from sklearn.covariance import EmpiricalCovariance
 
 from trustbench.methods.ood.deepgini import DeepGini
@@ -60,6 +61,16 @@ def test_lsa_is_the_negative_log_of_a_scott_bandwidth_gaussian_kde_of_the_predic
         exponents = -0.5 * np.einsum("qnd,de,qne->qn", differences, inverse, differences)
         expected = -(logsumexp(exponents, axis=1) - math.log(n) - 0.5 * log_det)
         np.testing.assert_allclose(scores[test_class == c].numpy(), expected, rtol=1e-6)
+        np.testing.assert_allclose(
+            scores[test_class == c].numpy(), -gaussian_kde(points.T).logpdf(queries.T), rtol=1e-8
+        )
+
+
+def test_lsa_names_a_singular_kernel_covariance_in_one_line(traces):
+    train, _ = traces
+    doubled = torch.cat([train.features, train.features[:, :1] * 2], dim=1)  # a unit twice another
+    with pytest.raises(ValueError, match=r"^LSA's KDE covariance .* is singular .*; raise min_variance"):
+        LSA().fit(Features(train.logits, doubled, train.labels))
 
 
 def test_dsa_divides_the_distance_to_the_nearest_same_class_trace_by_that_traces_distance_to_another_class(
@@ -80,6 +91,12 @@ def test_dsa_divides_the_distance_to_the_nearest_same_class_trace_by_that_traces
         dist_b = np.linalg.norm(points[point_class != c] - nearest, axis=1).min()
         expected.append(dist_a / dist_b)
     np.testing.assert_allclose(detector.score(test).numpy(), expected, rtol=1e-6)
+    # dist_b of the anchors the first call found is kept: a later call on part of the inputs agrees (to
+    # the last bits matrix products of other block shapes change)
+    part = Features(test.logits[50:120], test.features[50:120])
+    torch.testing.assert_close(detector.score(part), detector.score(test)[50:120], rtol=1e-12, atol=0)
+    fresh = DSA(seed=0).fit(train)
+    torch.testing.assert_close(fresh.score(part), detector.score(part), rtol=1e-12, atol=0)
 
 
 def test_surprise_grows_from_test_digits_to_uniform_noise(traces):
