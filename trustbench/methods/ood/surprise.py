@@ -20,7 +20,8 @@ predictions (not by their labels), and higher = more surprising = more OOD.
   and dist_b the distance from x_a to the nearest training trace predicted as another class. Like the
   reference, it uses a seeded third of the training traces. dist_a is searched among class c's traces
   only, and dist_b, a property of the training trace x_a, is computed once per trace that is some test
-  input's x_a and kept for later calls.
+  input's x_a and kept for later calls (the same setting as for LSA: 45 s when each test trace was
+  compared with every kept training trace twice, 3.3 s now).
 - ``mdsa``: (a − μ_c)ᵀ Σ_c⁻¹ (a − μ_c), the squared Mahalanobis distance (scikit-learn's
   ``EmpiricalCovariance.mahalanobis``, which the reference calls, is squared) to the mean of class c's
   training traces under their own maximum-likelihood covariance (pseudo-inverted, as ``mahalanobis``).
