@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_data import real
 
 from trustbench.backbones.mlp import MLP
-from trustbench.data.catalog import load
 from trustbench.errors import ConfigError
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.explainer import ExplanationData, build
@@ -66,7 +66,7 @@ def test_decoder_jacobian_of_a_nonlinear_decoder_equals_autograds():
 def mnist(tmp_path_factory: pytest.TempPathFactory):
     """2000 standardised training digits with a 64-unit MLP fitted to them, and 30 test digits."""
     root = tmp_path_factory.mktemp("mnist")
-    dataset = load("mnist", root / "data")
+    dataset = real("mnist")
 
     def standardise(images: torch.Tensor) -> torch.Tensor:
         return (images - MNIST_MEAN) / MNIST_STD

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from real_data import real
 from scipy.optimize import minimize
 
 from trustbench.backbones.lenet import LeNet
-from trustbench.data.catalog import load
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.deduce import DeDUCE
 from trustbench.methods.counterfactual.explainer import ExplanationData, build
@@ -28,8 +28,8 @@ EPSILON = 10.0
 def mnist(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A LeNet trained by ERM for one epoch, its explanation data, and 20 correctly classified test digits
     with target = (label + 1) mod 10."""
-    data_dir = tmp_path_factory.mktemp("data")
-    dataset = load("mnist", data_dir)
+    data_dir = tmp_path_factory.mktemp("data")  # the explainers' caches
+    dataset = real("mnist")
     torch.manual_seed(0)
     backbone = LeNet(dataset.input_shape, dataset.num_classes)
     module = ERM(backbone, 10, optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9))

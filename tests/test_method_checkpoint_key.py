@@ -18,4 +18,3 @@ def test_every_method_takes_a_checkpoint_override(method: str) -> None:
     with initialize_config_dir(str(CONFIG_DIR), version_base=None):
         cfg = compose("config", overrides=[f"method={method}", "method.checkpoint=weights/last.ckpt"])
     assert cfg.method.checkpoint == "weights/last.ckpt"
-

@@ -137,7 +137,10 @@ def test_cli_table_prints_good_runs_and_a_footnote_for_a_damaged_one(
 
 
 def test_unknown_by_key_is_refused_with_a_suggestion(runs_root: Path) -> None:
-    with pytest.raises(ValueError, match=r"no run has config key 'methd' \(did you mean method\?\); "
-                       r"top-level keys: data, method, paper, seed"):
+    with pytest.raises(
+        ValueError,
+        match=r"no run has config key 'methd' \(did you mean method\?\); "
+        r"top-level keys: data, method, paper, seed",
+    ):
         collect_runs([runs_root], ["methd"])
     assert collect_runs([runs_root], ["method.name", "seed"])["seed"].tolist() == [0, 1, 2, 0, 1, 2]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import result, trustbench
+from real_data import real
 
 from trustbench.data import catalog
 from trustbench.data.errors import DatasetFileError
@@ -19,7 +20,7 @@ from trustbench.data.user_files import read_image_arrays, read_npy_arrays
 @pytest.fixture(scope="module")
 def mnist_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """600 train / 200 test real MNIST digits stored as uint8 N×H×W, as a user would save them."""
-    mnist = catalog.load("mnist", tmp_path_factory.mktemp("empty_data_dir"))
+    mnist = real("mnist")
     path = tmp_path_factory.mktemp("user") / "digits.npz"
     to_uint8 = lambda x: (x[:, 0] * 255).round().byte().numpy()  # noqa: E731
     np.savez(
@@ -32,9 +33,9 @@ def mnist_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_npz_images_read_as_the_catalog_reads_mnist(mnist_npz: Path, tmp_path: Path) -> None:
+def test_npz_images_read_as_the_catalog_reads_mnist(mnist_npz: Path) -> None:
     dataset = read_image_arrays(mnist_npz)
-    mnist = catalog.load("mnist", tmp_path)
+    mnist = real("mnist")
     assert dataset.input_shape == (1, 28, 28) and dataset.num_classes == 10
     assert (dataset.x_train == mnist.x_train[:600]).all() and (dataset.y_test == mnist.y_test[:200]).all()
 
@@ -108,7 +109,7 @@ def test_each_user_file_gets_its_own_stored_model(mnist_npz: Path, tmp_path: Pat
 @pytest.fixture(scope="module")
 def mnist_small(tmp_path_factory: pytest.TempPathFactory):
     """Real MNIST, the catalog's tensors (the reference every user-file reader must reproduce)."""
-    return catalog.load("mnist", tmp_path_factory.mktemp("empty_data_dir"))
+    return real("mnist")
 
 
 def _uint8(images) -> np.ndarray:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import result, trustbench
+from real_data import real
 from torch import nn
 
 from trustbench.backbones.mlp import MLP
-from trustbench.data import catalog
 from trustbench.user_model import ModelFileError, load_user_checkpoint, read_state_dict
 
 TRAIN, TEST = 600, 200
@@ -37,7 +37,7 @@ class UsersNet(nn.Module):
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.Tensor, torch.Tensor, torch.Tensor]:
     """600 train / 200 test real MNIST digits as a user's .npz, plus the train and test tensors."""
-    mnist = catalog.load("mnist", tmp_path_factory.mktemp("empty_data_dir"))
+    mnist = real("mnist")
     x_train, y_train = mnist.x_train[:TRAIN], mnist.y_train[:TRAIN]
     x_test, y_test = mnist.x_test[:TEST], mnist.y_test[:TEST]
     path = tmp_path_factory.mktemp("user") / "digits.npz"

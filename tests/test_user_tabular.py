@@ -34,8 +34,14 @@ def adult_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     values ("?") written "unknown" as the catalog's reader does."""
     train_path, test_path = locate("adult", tmp_path_factory.mktemp("empty")).paths
     read = lambda path, skip: pd.read_csv(  # noqa: E731
-        path, header=None, names=list(tabular.ADULT_COLUMNS), skipinitialspace=True, skiprows=skip,
-        nrows=ROWS, dtype=str, keep_default_na=False,
+        path,
+        header=None,
+        names=list(tabular.ADULT_COLUMNS),
+        skipinitialspace=True,
+        skiprows=skip,
+        nrows=ROWS,
+        dtype=str,
+        keep_default_na=False,
     )
     train, test = read(train_path, 0), read(test_path, 1)
     test["income"] = test["income"].str.rstrip(".")
@@ -77,8 +83,13 @@ def test_missing_column_and_bad_number_name_the_file_and_column(adult_csv: Path,
 
 
 def test_without_a_split_column_a_fixed_fraction_of_each_class_is_held_out(adult_csv: Path) -> None:
-    dataset = _read(adult_csv, test_column=None, test_fraction=0.25, continuous=None, categorical=[
-        *tabular.ADULT_SPEC.categorical, "education", "split"])
+    dataset = _read(
+        adult_csv,
+        test_column=None,
+        test_fraction=0.25,
+        continuous=None,
+        categorical=[*tabular.ADULT_SPEC.categorical, "education", "split"],
+    )
     counts = pd.read_csv(adult_csv)["income"].value_counts()
     assert dataset.y_test.bincount().tolist() == [round(0.25 * counts["<=50K"]), round(0.25 * counts[">50K"])]
     assert "fnlwgt" in dataset.tabular.feature_names  # continuous: null takes every other column
@@ -86,17 +97,28 @@ def test_without_a_split_column_a_fixed_fraction_of_each_class_is_held_out(adult
 
 def test_a_run_on_the_csv_gives_fairness_and_counterfactual_numbers(adult_csv: Path, tmp_path: Path) -> None:
     overrides = [  # as a user types them (the README's example)
-        f"data.path={adult_csv}", "data.target=income", "data.test_column=split",
+        f"data.path={adult_csv}",
+        "data.target=income",
+        "data.test_column=split",
         f"data.categorical=[{','.join(tabular.ADULT_SPEC.categorical)}]",
         f"data.continuous=[{','.join(tabular.ADULT_SPEC.continuous)}]",
-        "data.immutable=[native_country]", "data.increase_only=[age,education_num]",
-        "data.groups={sex:Male,race:White}", "data.protected=sex", "data.suites=[fairness]",
+        "data.immutable=[native_country]",
+        "data.increase_only=[age,education_num]",
+        "data.groups={sex:Male,race:White}",
+        "data.protected=sex",
+        "data.suites=[fairness]",
     ]
     run_dir = tmp_path / "run"
     trustbench(
-        "run", "data=files_tabular", *overrides,
-        "method=wachter", "method.explain.points=10", "trainer.max_epochs=3", "data.batch_size=32",
-        f"paths.output_dir={tmp_path}", f"hydra.run.dir={run_dir}",
+        "run",
+        "data=files_tabular",
+        *overrides,
+        "method=wachter",
+        "method.explain.points=10",
+        "trainer.max_epochs=3",
+        "data.batch_size=32",
+        f"paths.output_dir={tmp_path}",
+        f"hydra.run.dir={run_dir}",
     )
     metrics = result(run_dir)["metrics"]
     assert 0.6 < metrics["cls/acc"] <= 1.0

@@ -4,23 +4,20 @@ tests (each read or trained once per test process)."""
 from __future__ import annotations
 
 import functools
-import tempfile
-from pathlib import Path
 
 import torch
+from real_data import real
 from torch.nn import functional as F
 
 from trustbench.backbones.lenet import LeNet
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import load
 
 TRAIN_ROWS = 2000
 
 
-@functools.cache
 def mnist() -> ArrayDataset:
-    """Real MNIST, read once per test process (its decoded cache in one temporary data dir)."""
-    return load("mnist", Path(tempfile.mkdtemp(prefix="trustbench-xai-")))
+    """Real MNIST, read once per test process (tests/real_data.py)."""
+    return real("mnist")
 
 
 @functools.cache
