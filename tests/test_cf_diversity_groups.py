@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 import torch
+from real_data import real
 from torch import Tensor
 
 from trustbench.data.arrays import ArrayDataset, TabularMeta
-from trustbench.data.catalog import load
 from trustbench.data.tabular import feature_columns
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.metrics.counterfactual import TOLERANCE, counterfactual_report
@@ -19,8 +19,8 @@ INPUTS, SET_SIZE = 30, 4
 
 
 @pytest.fixture(scope="module")
-def adult(tmp_path_factory: pytest.TempPathFactory) -> ArrayDataset:
-    return load("adult", tmp_path_factory.mktemp("data"))
+def adult() -> ArrayDataset:
+    return real("adult")
 
 
 def raw_features(meta: TabularMeta) -> list[str]:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_data import real
 from toy_problems import train
 
 from trustbench.backbones.mlp import MLP
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import load
 from trustbench.data.tabular import feature_columns
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.dice import DiCE, dpp_diversity
@@ -68,7 +68,7 @@ def trained_problem(
 def adult(tmp_path_factory: pytest.TempPathFactory) -> Problem:
     """An MLP trained on all 32,561 Adult rows (85% test accuracy); 36 of the 50 rows are to become >50K."""
     tmp = tmp_path_factory.mktemp("adult")
-    return trained_problem(load("adult", tmp), lambda raw: raw, hidden=32, steps=150, tmp=tmp)
+    return trained_problem(real("adult"), lambda raw: raw, hidden=32, steps=150, tmp=tmp)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from real_data import real
 from scipy.stats import median_abs_deviation
 from sklearn.neighbors import NearestNeighbors
 from torch import Tensor
 
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import load
 from trustbench.data.tabular import feature_columns
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.metrics import counterfactual
@@ -82,8 +82,8 @@ def crafted() -> tuple[Tensor, Tensor, list[tuple[bool, ...]]]:
 
 
 @pytest.fixture(scope="module")
-def adult(tmp_path_factory: pytest.TempPathFactory) -> ArrayDataset:
-    return load("adult", tmp_path_factory.mktemp("data"))
+def adult() -> ArrayDataset:
+    return real("adult")
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import math
 
 import pytest
 import torch
+from real_data import real
 
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import load
 from trustbench.metrics.calibration import expected_calibration_error
 from trustbench.metrics.classification import accuracy
 from trustbench.metrics.fairness import fairness_report
@@ -20,8 +20,8 @@ ROWS = 3000
 
 
 @pytest.fixture(scope="module")
-def adult(tmp_path_factory: pytest.TempPathFactory) -> ArrayDataset:
-    return load("adult", tmp_path_factory.mktemp("data"))
+def adult() -> ArrayDataset:
+    return real("adult")
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from real_data import real
 from scipy.optimize import brentq, minimize
 
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import load
 from trustbench.stress.grid import stress_levels, stress_targets
 from trustbench.stress.tilting import effective_sample_size, kl_to_base, tilt, tilt_distinct
 
 
 @pytest.fixture(scope="module")
-def adult(tmp_path_factory: pytest.TempPathFactory) -> ArrayDataset:
-    return load("adult", tmp_path_factory.mktemp("data"))
+def adult() -> ArrayDataset:
+    return real("adult")
 
 
 def adult_feature(adult: ArrayDataset, name: str) -> torch.Tensor:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from real_data import real
 from scipy.optimize import minimize
 
 from trustbench.data.arrays import ArrayDataset
-from trustbench.data.catalog import load
 from trustbench.data.tabular import feature_columns
 from trustbench.stress.transport import (
     bernstein_basis,
@@ -22,8 +22,8 @@ from trustbench.stress.transport import (
 
 
 @pytest.fixture(scope="module")
-def adult(tmp_path_factory: pytest.TempPathFactory) -> ArrayDataset:
-    return load("adult", tmp_path_factory.mktemp("data"))
+def adult() -> ArrayDataset:
+    return real("adult")
 
 
 def adult_feature(adult: ArrayDataset, name: str) -> torch.Tensor:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_data import real
 
 from trustbench.backbones.linear import Linear
 from trustbench.backbones.mlp import MLP
-from trustbench.data.catalog import load
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.explainer import ExplanationData, build
 from trustbench.methods.counterfactual.vcnet import VCNet, VCNetExplainer
@@ -24,7 +24,7 @@ ADAM = functools.partial(torch.optim.Adam, lr=1e-3)
 def adult(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Adult, a VCNet over a 64-64 MLP trained with Adam, and its explainer fitted on the training split."""
     data_dir = tmp_path_factory.mktemp("data")
-    dataset = load("adult", data_dir)
+    dataset = real("adult")
     torch.manual_seed(0)
     backbone = MLP(dataset.input_shape, dataset.num_classes, hidden_sizes=(64, 64))
     module = VCNet(

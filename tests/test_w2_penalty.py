@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 import torch
+from real_data import real
 
 from trustbench.backbones.mlp import MLP
-from trustbench.data.catalog import load
 from trustbench.data.loaders import TensorDataModule
 from trustbench.errors import ConfigError
 from trustbench.methods.debiasing.w2reg import W2Reg
@@ -147,10 +147,10 @@ def test_penalty_rejects_logits_an_unknown_variant_and_errors_without_labels() -
 
 
 @pytest.fixture(scope="module")
-def adult_batches(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[torch.Tensor, ...]]:
+def adult_batches() -> list[tuple[torch.Tensor, ...]]:
     """Six real Adult training batches of 256 rows (x, y, sex) with the logits of a seeded MLP, scaled by 4
     so the probabilities spread over (0, 1) as after training rather than bunching near 0.5."""
-    dataset = load("adult", tmp_path_factory.mktemp("data"))
+    dataset = real("adult")
     datamodule = TensorDataModule(dataset, val_size=3000, batch_size=256, seed=0, protected="sex")
     torch.manual_seed(0)
     backbone = MLP(dataset.input_shape, 2, hidden_sizes=[32])
