@@ -74,7 +74,10 @@ def test_duq_centroids_under_ddp_match_one_process_on_the_whole_batch(tmp_path: 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    torch.multiprocessing.spawn(_update_centroids_on_one_rank, args=(2, port, x, y, str(tmp_path)), nprocs=2)
+    # forked ranks: the all-reduce under test is the same; spawned ones spent 7 s each importing this module
+    torch.multiprocessing.start_processes(
+        _update_centroids_on_one_rank, args=(2, port, x, y, str(tmp_path)), nprocs=2, start_method="fork"
+    )
     single = duq(gamma=0.5)
     single.update_centroids(x, y)
     for rank in range(2):
