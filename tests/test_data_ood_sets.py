@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import real_data
 import scipy.ndimage
 import torch
 
@@ -186,11 +187,12 @@ def load_mirrored(name: str, data_dir) -> ArrayDataset:
     return catalog.load(name, data_dir)
 
 
-def test_real_mnist_gets_every_derived_set_and_fashion_mnist_as_is(tmp_path):
-    mnist = load_mirrored("mnist", tmp_path)
+def test_real_mnist_gets_every_derived_set_and_fashion_mnist_as_is():
+    data_dir = real_data.data_dir()
+    mnist = load_mirrored("mnist", data_dir)
     for name in ood_sets.DERIVED_OOD_SETS:
-        x = ood_sets.build_ood_inputs(name, mnist, tmp_path, seed=1)
+        x = ood_sets.build_ood_inputs(name, mnist, data_dir, seed=1)
         assert x.shape == (10000, *MNIST_LIKE), name
         assert 0.0 <= x.min().item() and x.max().item() <= 1.0, name
-    fashion = load_mirrored("fashion_mnist", tmp_path)
-    assert ood_sets.build_ood_inputs("fashion_mnist", mnist, tmp_path) is fashion.x_test
+    fashion = load_mirrored("fashion_mnist", data_dir)
+    assert ood_sets.build_ood_inputs("fashion_mnist", mnist, data_dir) is fashion.x_test

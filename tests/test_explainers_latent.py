@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_data import real
 
 from trustbench.backbones.mlp import MLP
-from trustbench.data.catalog import load
 from trustbench.methods.counterfactual import generative
 from trustbench.methods.counterfactual.clue import Clue, DeltaClue, NablaClue
 from trustbench.methods.counterfactual.constraints import Constraints
@@ -70,7 +70,7 @@ def _fitted_classifier(x: torch.Tensor, y: torch.Tensor, num_classes: int, steps
 
 def _problem(name: str, root: Path, size: int, normalise, steps: int) -> Problem:
     """`size` random training rows of dataset `name`, a classifier fitted to them, 1000 test rows."""
-    dataset = load(name, root / "data")
+    dataset = real(name)
     rows = torch.randperm(len(dataset.x_train), generator=torch.Generator().manual_seed(0))[:size]
     x, y = normalise(dataset.x_train[rows]), dataset.y_train[rows]
     module = _fitted_classifier(x, y, dataset.num_classes, steps)
