@@ -8,11 +8,17 @@ Lightning logs an epoch's aggregated training metrics (``train/loss_epoch``) onl
 callbacks have run, so a run killed right after its epoch-end checkpoint would never log that row.
 :class:`KeepEpochRow` keeps the row in the checkpoint (and flushes the loggers first, so the rows on disk
 and the checkpoint cover the same epochs); :func:`continue_csv_logs` puts it back on resume.
+
+metrics.csv is written by :class:`AtomicCSVLogger`, which only ever replaces the file whole: Lightning's
+writer rewrites it in place whenever a new column appears (truncate, then write every row), so a run killed
+in that moment lost the rows already logged; a resumed run then lacked them (seen once in
+tests/test_resume.py: epoch 0's validation row was gone).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,8 +27,12 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
+from lightning_fabric.loggers.logger import rank_zero_experiment
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+
+from trustbench.results.record import write_atomically
 
 WANDB_ID_FILE = "wandb_run_id.txt"
 
@@ -38,6 +48,46 @@ def in_run_dir(logger: str, **arguments: Any) -> Logger:
     if issubclass(logger_class, WandbLogger):
         arguments |= {"id": _wandb_run_id(run_dir), "resume": "allow"}
     return logger_class(save_dir=str(run_dir), **arguments)
+
+
+class AtomicMetricsWriter(ExperimentWriter):
+    """Lightning's CSV experiment writer whose every save replaces metrics.csv whole (temporary file, fsync,
+    rename), from the rows it holds in memory: a kill leaves either the previous file or the new one.
+
+    It does not delete an existing metrics.csv when it opens (Lightning's writer does): the file stays
+    until the first save replaces it, so a resumed run (:func:`continue_csv_logs`) never has a moment
+    without its earlier rows on disk."""
+
+    def __init__(self, log_dir: str) -> None:
+        self._saved: list[dict[str, Any]] = []
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        """Keep what is there: the first save replaces metrics.csv atomically."""
+
+    def save(self) -> None:
+        if self.metrics:
+            self._record_new_keys()
+            self._saved.extend(self.metrics)
+            self.metrics = []
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(self._saved)
+            write_atomically(Path(self.metrics_file_path), text.getvalue())
+        super().save()  # with no metrics left, Lightning's own writing of metrics.csv does nothing
+
+
+class AtomicCSVLogger(CSVLogger):
+    """Lightning's CSVLogger writing through :class:`AtomicMetricsWriter`."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> AtomicMetricsWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AtomicMetricsWriter(log_dir=self.log_dir)
+        return self._experiment
 
 
 def _wandb_run_id(run_dir: Path) -> str:
