@@ -273,7 +273,9 @@ def test_explaining_before_fit_says_to_call_fit(adult):
 
 
 def test_an_unknown_generative_setting_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="valid settings: .*latent_dim"):
+    with pytest.raises(
+        ValueError, match="^the generative model block has no key latent_size; its keys are .*latent_dim"
+    ):
         Revise(generative={"latent_size": 4})
 
 

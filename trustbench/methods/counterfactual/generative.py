@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from trustbench.config_blocks import checked_keys
 from trustbench.data.loaders import seeded_generator
 from trustbench.fingerprint import fingerprint_config, fingerprint_tensors
 from trustbench.methods.counterfactual.constraints import Constraints
@@ -74,14 +75,7 @@ class GenerativeConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> GenerativeConfig:
         """The config of an explainer's ``generative`` hyperparameter; unknown keys list the valid ones."""
-        values = dict(values or {})
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown generative model settings {unknown}; valid settings: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return cls(**checked_keys(cls, values, "the generative model block"))
 
 
 class OutputSpace(nn.Module):
