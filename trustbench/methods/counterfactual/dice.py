@@ -84,7 +84,7 @@ class DiCE(SeededExplainer):
 
     def fit(self, data: ExplanationData) -> DiCE:
         super().fit(data)
-        self.mad.fit(data.x_train)
+        self.mad.fit(data)
         return self
 
     def explain(self, model: Classifier, x: Tensor, target: Tensor, constraints: Constraints) -> Tensor:

@@ -23,6 +23,7 @@ from trustbench.methods.base import TrustModule
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.ood.cache import FeatureCache, extract_features
 from trustbench.methods.ood.detector import Features
+from trustbench.metrics.counterfactual import median_absolute_deviation
 
 Classifier = Callable[[Tensor], Tensor]
 """Maps a batch of model inputs to logits, differentiably (gradient explainers backpropagate through it)."""
@@ -56,6 +57,14 @@ class ExplanationData:
         if self.feature_cache is not None:
             return self.feature_cache.features(self.x_train)
         return extract_features(self.module.backbone, self.x_train, batch_size)
+
+    def median_absolute_deviation(self) -> Tensor:
+        """MAD of every input element over `x_train` (float64, numpy's median), from the feature cache if
+        any: the scale the ``cf/mad_l1`` metric divides by, so explainers that weigh distances by it
+        minimise the distance they are scored with."""
+        if self.feature_cache is not None:
+            return self.feature_cache.statistic("mad", self.x_train, median_absolute_deviation)
+        return median_absolute_deviation(self.x_train)
 
 
 EXPLAINERS: dict[str, type[Explainer]] = {}

@@ -21,18 +21,16 @@ MIN_MAD = 1e-6
 """Below this median absolute deviation an element counts as constant in the training data."""
 
 
-def inverse_mad(x_train: Tensor) -> Tensor:
-    """Per-element distance weights 1 / MAD over the training rows, shaped like one input.
+def inverse_mad(mad: Tensor) -> Tensor:
+    """Per-element float32 distance weights 1 / MAD, for `mad` the training rows' median absolute deviation
+    (:func:`trustbench.metrics.counterfactual.median_absolute_deviation`, the scale ``cf/mad_l1`` uses).
 
     MAD_j = median_i |x_ij − median_i x_ij|, the scale Wachter, Mittelstadt & Russell (2017) divide each
     feature's change by. An element whose MAD is zero (a one-hot column, a mostly-zero feature such as
     Adult's capital gain, a border pixel) gets weight 1, as DiCE does, instead of an infinite weight that
     would forbid changing it.
     """
-    flat = x_train.flatten(1)
-    mad = (flat - flat.median(dim=0).values).abs().median(dim=0).values
-    weights = torch.where(mad > MIN_MAD, 1.0 / mad.clamp_min(MIN_MAD), torch.ones_like(mad))
-    return weights.reshape(x_train.shape[1:])
+    return torch.where(mad > MIN_MAD, 1.0 / mad.clamp_min(MIN_MAD), torch.ones_like(mad)).float()
 
 
 def weighted_l1(candidate: Tensor, original: Tensor, weights: Tensor) -> Tensor:
@@ -135,8 +133,8 @@ class MadWeights:
     def __init__(self) -> None:
         self._weights: Tensor | None = None
 
-    def fit(self, x_train: Tensor) -> None:
-        self._weights = inverse_mad(x_train)
+    def fit(self, data: ExplanationData) -> None:
+        self._weights = inverse_mad(data.median_absolute_deviation())
 
     def like(self, x: Tensor, explainer: str) -> Tensor:
         """The weights on `x`'s device and dtype; a clear error when `fit` was never called."""

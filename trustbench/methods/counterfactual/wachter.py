@@ -75,7 +75,7 @@ class Wachter(Explainer):
         self.mad = MadWeights()
 
     def fit(self, data: ExplanationData) -> Wachter:
-        self.mad.fit(data.x_train)
+        self.mad.fit(data)
         return self
 
     def explain(self, model: Classifier, x: Tensor, target: Tensor, constraints: Constraints) -> Tensor:
