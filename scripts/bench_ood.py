@@ -28,6 +28,7 @@ from hydra.utils import instantiate
 from pytorch_lightning.loggers import CSVLogger
 
 from trustbench.app import CONFIG_DIR
+from trustbench.cli import config_choices
 from trustbench.data.catalog import load
 from trustbench.data.loaders import TensorDataModule
 from trustbench.data.ood_sets import build_ood_inputs
@@ -63,6 +64,13 @@ def run_detector(name: str, fit_on: dict[str, Features], scored: dict[str, Featu
 
 def ood_table_detectors(data: str) -> set[str]:
     """The methods `experiment=ood_<data>` sweeps: the OOD table of that dataset."""
+    tables = sorted(
+        name.removeprefix("ood_") for name in config_choices("experiment") if name.startswith("ood_")
+    )
+    if data not in tables:
+        raise SystemExit(
+            f"bench_ood: no experiment ood_{data} names the OOD table of {data}; --data: {tables}"
+        )
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"experiment=ood_{data}"], return_hydra_config=True)
     return set(cfg.hydra.sweeper.params.method.split(","))
@@ -88,6 +96,7 @@ def trained_classifier(data: str, backbone_name: str, epochs: int):
 
 def bench(data: str, backbone_name: str, epochs: int, repeats: int) -> float:
     """Print one backbone's figures; return the table / one-detector ratio."""
+    table_methods = ood_table_detectors(data)  # first: an unknown table fails before any training
     cfg, datamodule, dataset, backbone = trained_classifier(data, backbone_name, epochs)
     benchmark = cfg.data.ood_benchmark
     ood_names = [*benchmark.near, *benchmark.far]
@@ -113,7 +122,7 @@ def bench(data: str, backbone_name: str, epochs: int, repeats: int) -> float:
     }
 
     extraction = sum(seconds.values())
-    table = ood_table_detectors(data) & set(detectors)
+    table = table_methods & set(detectors)
     full_table = extraction + sum(per_detector[name] for name in table)
     registry = extraction + sum(per_detector.values())
     one_detector = extraction - seconds["val"] + per_detector["msp"]
