@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import xai_models
 from conftest import result, trustbench
+from real_data import real
 from torch import nn
 
 from trustbench.attacks.apgd import apgd, checkpoints
@@ -28,7 +28,7 @@ UNBOUNDED = (torch.tensor(-1e6), torch.tensor(1e6))
 
 @pytest.fixture(scope="module")
 def mnist() -> ArrayDataset:
-    return xai_models.mnist()
+    return real("mnist")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import xai_models
+from real_data import real
 
 from trustbench.data.ambiguess import (
     AmbiGuessSettings,
@@ -25,7 +25,7 @@ QUICK = AmbiGuessSettings(pairs=(PAIR,), epochs=6, batch_size=64, samples_per_pa
 
 @pytest.fixture(scope="module")
 def threes_and_fives() -> tuple[torch.Tensor, torch.Tensor]:
-    dataset = xai_models.mnist()
+    dataset = real("mnist")
     rows = ((dataset.y_train == 3) | (dataset.y_train == 5)).nonzero().squeeze(1)[:3000]
     return dataset.x_train[rows], dataset.y_train[rows]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import xai_models
+from real_data import real
 from torch import nn
 
 from trustbench.attacks.deepfool import STABILITY, deepfool
@@ -42,7 +43,7 @@ def boundary_distance(weight: torch.Tensor, bias: torch.Tensor, x: torch.Tensor,
 @pytest.fixture(scope="module")
 def binary() -> dict:
     """z = (0, w·x + b) on 120 real test digits, labelled by the model (so all correctly classified)."""
-    x = xai_models.mnist().x_test[:120]
+    x = real("mnist").x_test[:120]
     w = torch.randn(784, generator=torch.Generator().manual_seed(0)) * 0.05
     weight = torch.stack([torch.zeros(784), w])
     bias = torch.tensor([0.0, -float((x.flatten(1) @ w).median())])
@@ -55,7 +56,7 @@ def binary() -> dict:
 def multiclass() -> dict:
     """A ten-class least-squares classifier of 3000 real training digits (one-hot targets, ridge 1), on the
     first 100 test digits it classifies correctly."""
-    mnist = xai_models.mnist()
+    mnist = real("mnist")
     inputs = torch.cat([mnist.x_train[:3000].flatten(1), torch.ones(3000, 1)], dim=1).double()
     targets = nn.functional.one_hot(mnist.y_train[:3000], 10).double()
     solution = torch.linalg.solve(inputs.T @ inputs + torch.eye(785, dtype=torch.double), inputs.T @ targets)

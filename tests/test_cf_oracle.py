@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from xai_models import mnist
+from real_data import real
 
 from trustbench.methods.counterfactual import oracle as oracle_module
 from trustbench.methods.counterfactual.oracle import OracleConfig, trained_oracle
@@ -16,14 +16,14 @@ CONFIG = OracleConfig(hidden=64, epochs=5)
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory):
-    dataset, cache = mnist(), tmp_path_factory.mktemp("oracle")
+    dataset, cache = real("mnist"), tmp_path_factory.mktemp("oracle")
     x, y = dataset.x_train[:ROWS], dataset.y_train[:ROWS]
     return trained_oracle(x, y, 10, CONFIG, cache, "mnist", seed=0), x, y, cache
 
 
 def test_the_oracle_is_an_mlp_that_classifies_digits_far_above_chance(trained):
     oracle, _, _, _ = trained
-    dataset = mnist()
+    dataset = real("mnist")
     assert not any(isinstance(layer, torch.nn.Conv2d) for layer in oracle.modules())
     with torch.no_grad():
         accuracy = (oracle(dataset.x_test[:1000]).argmax(dim=1) == dataset.y_test[:1000]).float().mean()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import xai_models
 from conftest import REPO
 from hydra import compose, initialize_config_dir
+from real_data import real
 
 from trustbench.data.arrays import ArrayDataset
 from trustbench.data.catalog import load_configured
@@ -19,7 +19,7 @@ KNOWN = [2, 4, 5, 9, 8, 3]
 
 @pytest.fixture(scope="module")
 def mnist() -> ArrayDataset:
-    return xai_models.mnist()
+    return real("mnist")
 
 
 def osr_config(*overrides: str):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_data import real
 from test_explainers_latent import MNIST_MEAN, MNIST_STD, Problem, _fitted_classifier, _problem
-from xai_models import mnist
 
 from trustbench.methods.counterfactual.constraints import Constraints
 from trustbench.methods.counterfactual.explainer import ExplanationData, build
@@ -23,7 +23,7 @@ EXPLAINED = 50
 
 def _three_or_eight(root: Path) -> Problem:
     """MNIST threes (class 0) and eights (class 1): the first 600 of the training split, 400 test digits."""
-    digits = mnist()
+    digits = real("mnist")
 
     def pair(x: torch.Tensor, y: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
         chosen = ((y == 3) | (y == 8)).nonzero().squeeze(1)[:rows]

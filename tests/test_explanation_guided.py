@@ -8,9 +8,9 @@ import functools
 
 import pytest
 import torch
-import xai_models
 from captum.attr import LayerAttribution, LayerGradCam
 from hydra import compose, initialize_config_dir
+from real_data import real
 from torch.nn import functional as F
 from xai_models import mnist_lenet
 
@@ -34,7 +34,7 @@ SGD = functools.partial(torch.optim.SGD, lr=0.05)
 @pytest.fixture(scope="module")
 def decoy():
     """Decoy MNIST made from the first 6000 training and 1000 test digits."""
-    mnist = xai_models.mnist()
+    mnist = real("mnist")
     small = dataclasses.replace(
         mnist,
         x_train=mnist.x_train[:6000],

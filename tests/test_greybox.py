@@ -7,7 +7,7 @@ import functools
 
 import pytest
 import torch
-import xai_models
+from real_data import real
 from torch.nn import functional as F
 
 from trustbench.backbones.lenet import LeNet
@@ -17,7 +17,7 @@ from trustbench.methods.explanations.greybox import Greybox
 
 @pytest.fixture(scope="module")
 def mosaics():
-    return mosaic_dataset(xai_models.mnist())
+    return mosaic_dataset(real("mnist"))
 
 
 def test_the_class_is_the_rule_over_the_concepts_and_every_class_occurs(mosaics) -> None:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-import xai_models
+from real_data import real
 
 from trustbench.data.canny import canny_edges
 from trustbench.data.mnist_c import MNIST_C, corrupt, line_layers, zigzag_segments
@@ -19,7 +19,7 @@ FIXED = {"scale", "brightness", "stripe", "canny_edges"}
 
 @pytest.fixture(scope="module")
 def digits() -> torch.Tensor:
-    return xai_models.mnist().x_test[:60]
+    return real("mnist").x_test[:60]
 
 
 def ramp(count: int) -> torch.Tensor:

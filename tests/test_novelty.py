@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import xai_models
 from conftest import result, trustbench
+from real_data import real
 
 from trustbench.backbones.one_class import OneClassLeNet
 from trustbench.methods.novelty.deep_svdd import DeepSVDD
@@ -26,7 +26,7 @@ def test_network_has_no_bias_terms(decoder: bool) -> None:
 
 def test_centre_is_the_initial_mean_code_with_small_coordinates_pushed_to_eps() -> None:
     torch.manual_seed(0)
-    digits = xai_models.mnist().x_train[:256]
+    digits = real("mnist").x_train[:256]
     module = DeepSVDD(OneClassLeNet((1, 28, 28), 1), 1, optimizer=partial(torch.optim.Adam), eps=0.02)
     center = module.initial_center([(digits[:128],), (digits[128:],)])
     with torch.no_grad():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-import xai_models
+from real_data import real
 
 from trustbench.data import mnist_c, shifts
 from trustbench.errors import ConfigError
@@ -16,7 +16,7 @@ from trustbench.results.supervisor_table import supervisor_table
 
 
 def test_each_mnist_c_corruption_takes_every_fifteenth_image():
-    images = xai_models.mnist().x_test[:30]
+    images = real("mnist").x_test[:30]
     mixed = mixed_corruptions(images, "mnist_c", severity=3, seed=0)
     for index, name in enumerate(mnist_c.MNIST_C):
         torch.testing.assert_close(mixed[index::15], mnist_c.corrupt(images[index::15], name, 0))
@@ -27,7 +27,7 @@ def test_each_mnist_c_corruption_takes_every_fifteenth_image():
 
 
 def test_each_corruption_of_the_shift_suite_takes_every_seventh_image():
-    images = xai_models.mnist().x_test[:21]
+    images = real("mnist").x_test[:21]
     mixed = mixed_corruptions(images, "cifar_c", severity=3, seed=0)
     for index, name in enumerate(shifts.CORRUPTIONS):
         torch.testing.assert_close(mixed[index::7], shifts.corrupt(images[index::7], name, 3, 0))

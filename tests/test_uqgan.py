@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-import xai_models
+from real_data import real
 from torch import nn
 
 from trustbench.backbones.lenet import LeNet
@@ -72,7 +72,7 @@ def test_log_cosine_regulariser_matches_the_references_loops():
 
 
 def test_a_short_fit_on_digits_0_to_4_is_more_epistemically_uncertain_on_digits_5_to_9():
-    dataset = xai_models.mnist()
+    dataset = real("mnist")
     known = dataset.y_train < 5
     x, y = dataset.x_train[known][:3000], dataset.y_train[known][:3000]
     torch.manual_seed(0)

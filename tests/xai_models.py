@@ -1,5 +1,5 @@
-"""Real MNIST and a LeNet trained for one epoch on 2000 of its digits, shared by the explanations family's
-tests (each read or trained once per test process)."""
+"""A LeNet trained for one epoch on 2000 real MNIST digits (tests/real_data.py), shared by the explanations
+family's tests (trained once per test process)."""
 
 from __future__ import annotations
 
@@ -15,16 +15,11 @@ from trustbench.data.arrays import ArrayDataset
 TRAIN_ROWS = 2000
 
 
-def mnist() -> ArrayDataset:
-    """Real MNIST, read once per test process (tests/real_data.py)."""
-    return real("mnist")
-
-
 @functools.cache
 def mnist_lenet() -> tuple[LeNet, ArrayDataset]:
     """The trained network (evaluation mode, about 90 % test accuracy) and the MNIST dataset, trained once
     per test process; callers must not change either."""
-    dataset = mnist()
+    dataset = real("mnist")
     torch.manual_seed(0)
     net = LeNet(dataset.input_shape, dataset.num_classes)
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)

@@ -14,15 +14,7 @@ from pathlib import Path
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("data", "backbone", "method", "trainer", "logger", "experiment", "launcher", "sweep", "audit")
 LISTED_GROUPS = (
-    "data",
-    "backbone",
-    "method",
-    "experiment",
-    "trainer",
-    "logger",
-    "launcher",
-    "sweep",
-    "audit",
+    "data", "backbone", "method", "experiment", "trainer", "logger", "launcher", "sweep", "audit"
 )
 
 

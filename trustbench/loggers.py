@@ -158,8 +158,9 @@ def log_final(loggers: list[Logger], metrics: dict[str, float], step: int) -> No
 def continue_csv_logs(loggers: list[Logger], checkpoint: Path) -> None:
     """Keep the rows a resumed run logged up to its checkpoint's epoch in each CSV logger's metrics.csv.
 
-    Lightning's CSV writer deletes an existing metrics.csv when it opens the log directory; this reads the
-    rows first and hands back those of the epochs the checkpoint covers. Rows of later epochs (trained
+    The writer replaces metrics.csv with the rows it holds at its first save (Lightning's own writer
+    deletes the file when it opens); this reads the rows first and hands back those of the epochs the
+    checkpoint covers. Rows of later epochs (trained
     after the checkpoint, before the run stopped) are dropped, as the resumed run trains those again.
     """
     state = torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)

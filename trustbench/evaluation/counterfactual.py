@@ -89,7 +89,6 @@ from trustbench.metrics.counterfactual import (
     counterfactual_report,
     im1,
     leakage,
-    median_absolute_deviation,
     oracle_agreement,
     prototype_distance,
     valid_mask,
@@ -117,7 +116,6 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
     settings = cfg.method.explain
     backbone = context.module.backbone.eval()
     constraints = Constraints.for_dataset(dataset, datamodule.normalize_inputs)
-    cache = FeatureCache(cfg.paths.feature_cache, backbone, batch_size=datamodule.eval_batch_size)
     data = ExplanationData(
         x_train=datamodule.x_train,
         y_train=datamodule.y_train,
@@ -127,7 +125,7 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         dataset_name=dataset.name,
         cache_dir=Path(cfg.paths.model_store) / "explainers",
         seed=cfg.seed,
-        feature_cache=cache,
+        feature_cache=FeatureCache(cfg.paths.feature_cache, backbone, batch_size=datamodule.eval_batch_size),
     )
     started = time.perf_counter()
     explainer = build(cfg.method.explainer.name, **cfg.method.explainer.get("hparams", {})).fit(data)
@@ -160,7 +158,7 @@ def evaluate_counterfactual(context: EvaluationContext) -> dict[str, float]:
         datamodule.x_train,
         datamodule.y_train,
         train_pred,
-        mad=cache.statistic("mad", datamodule.x_train, median_absolute_deviation),
+        mad=data.median_absolute_deviation(),
     )
     report["cf/seconds_per_cf"] = seconds / max(logits_cf.shape[:-1].numel(), 1)
     report["cf/fit_seconds"] = fit_seconds
